@@ -15,9 +15,26 @@ from vla import VLAError, __version__, did_you_mean
 
 # "name" or "group child" -> ("module", "one-line help")
 COMMANDS: dict[str, tuple[str, str]] = {
+    "collect": ("vla.agent.commands.collect", "roll out the oracles into a LeRobot v3.0 dataset (resumable, parallel)"),
+    "bench collect": ("vla.agent.commands.bench_collect", "measure collection episodes/min, bytes/frame and loader frames/s"),
+    "dataset info": ("vla.agent.commands.dataset_info", "summarise a LeRobot v3.0 dataset and check its files"),
+    "dataset merge": ("vla.agent.commands.dataset_merge", "merge LeRobot v3.0 datasets into a new one"),
+    "dataset rerender": ("vla.agent.commands.dataset_rerender", "re-render a collected dataset at another image size from its seeds"),
     "tasks": ("vla.agent.commands.tasks", "list tasks, splits, colours and phrasing templates"),
     "sim": ("vla.agent.commands.sim", "run simulated episodes with the oracle, a random or a trained policy"),
     "bench sim": ("vla.agent.commands.bench_sim", "measure simulation and rendering speed"),
+    "train policy": ("vla.agent.commands.train_policy", "train the VLA policy from a preset (configs/policy/)"),
+    "eval policy": ("vla.agent.commands.eval_policy", "closed-loop success rates of a policy per task and split"),
+    "bench policy": ("vla.agent.commands.bench_policy", "policy latency per action/chunk and batch-32 throughput"),
+    "ros": ("vla.agent.commands.ros", "ROS 2: start the policy / sim robot nodes or a graph, record and convert bags"),
+    "bench ros": ("vla.agent.commands.bench_ros", "measure ROS 2 image-to-action latency, a soak, and closed-loop success"),
+    "tools": ("vla.agent.commands.tools", "perception tools: list, classify, locate, caption, vqa, generate"),
+    "train clip": ("vla.agent.commands.train_clip", "train the CLIP tool (contrastive, open_clip) on rendered scenes"),
+    "train vlm": ("vla.agent.commands.train_vlm", "train the BLIP-2-style captioning/VQA tool on rendered scenes"),
+    "train diffusion": ("vla.agent.commands.train_diffusion", "train the text-to-image diffusion tool on rendered scenes"),
+    "eval tools": ("vla.agent.commands.eval_tools", "measure the perception tools on held-out scenes"),
+    "run": ("vla.agent.commands.run", "the natural-language agent: run a command, or talk to the robot"),
+    "eval agent": ("vla.agent.commands.eval_agent", "measure the agent on single, compound and paraphrased commands"),
 }
 
 # Groups whose first argument picks a child; a group listed here runs that child when none is named.

@@ -1,0 +1,236 @@
+"""The executor: carries out one grounded step and records what happened.
+
+Manipulation steps set the step's canonical instruction as the env's goal on the current scene and run the
+policy closed loop until the env reports success or the step budget ends, then verify the outcome (the
+env's success in simulation, or a yes/no VQA check as a real robot would) and retry up to a limit. Every
+other step calls one perception tool through the registry (`vla.models.tools`). Each step leaves a
+`StepRecord` (tool, inputs, outputs, success, milliseconds) and a sentence in plain words.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from vla import VLAError
+from vla.agent.planner.steps import Step
+
+VERIFY_MODES = ("env", "vqa")
+
+
+@dataclass
+class StepRecord:
+    """One executed step as the JSON log shows it; `said` is the step's reply in plain words."""
+
+    kind: str
+    tool: str | None
+    input: dict
+    output: dict
+    success: bool | None
+    ms: float
+    said: str = ""
+    image: np.ndarray | None = field(default=None, repr=False)  # a generated image, kept for the video
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "tool": self.tool, "input": self.input, "output": self.output,
+                "success": self.success, "ms": round(self.ms, 2)}
+
+
+class Actor:
+    """The low-level controller: the trained VLA (`load_policy(name)`) or the env's scripted `oracle`."""
+
+    def __init__(self, name: str, env, device: str = "cpu"):
+        self.name, self.env = name, env
+        self.policy = None
+        if name != "oracle":
+            from vla.models import load_policy
+
+            try:
+                self.policy = load_policy(name, device=device)
+            except VLAError as exc:
+                raise VLAError(f"could not load policy {name!r} ({str(exc).rstrip('.')}); "
+                               "use --policy oracle for the scripted expert.") from None
+
+    def reset(self) -> None:
+        if self.policy is not None:
+            self.policy.reset()
+
+    def act(self, obs: dict) -> np.ndarray:
+        if self.policy is None:
+            return self.env.unwrapped.oracle_action()
+        return np.asarray(self.policy.select_action(obs), dtype=np.float32)  # (5,)
+
+
+class Tools:
+    """Perception tools by name, each loaded on first use and kept for the session."""
+
+    def __init__(self, device: str = "cpu", weights: dict[str, str] | None = None):
+        self.device, self.weights = device, dict(weights or {})
+        self._tools: dict = {}
+
+    def __call__(self, name: str, **inputs) -> dict:
+        if name not in self._tools:
+            from vla.models.tools import get_tool
+
+            self._tools[name] = get_tool(name, weights=self.weights.get(name, "default"), device=self.device)
+        return self._tools[name](**inputs)
+
+
+#: a yes/no question per task that a VQA model can answer from the final frame.
+CHECK_QUESTIONS = {
+    "place": "is {obj} in {bowl}?", "put_all": "are all the {color} blocks in {bowl}?",
+    "stack": "is {obj} on {base}?", "pick": "is the robot holding {obj}?",
+    "push": "is {obj} on the {side} side of the table?", "reach": "is the gripper touching {obj}?",
+}
+
+
+class Executor:
+    """Runs steps on one env with one actor and the perception tools; `on_frame(obs, label)` sees every frame."""
+
+    def __init__(self, env, actor: Actor, tools: Tools, *, retries: int = 1, step_budget: int | None = None,
+                 verify: str = "env", on_frame: Callable[[np.ndarray, str], None] | None = None):
+        if verify not in VERIFY_MODES:
+            raise VLAError(f"unknown verification {verify!r}; allowed: {', '.join(VERIFY_MODES)}.")
+        if retries < 0 or (step_budget is not None and step_budget < 1):
+            raise VLAError("retries must be >= 0 and the step budget >= 1.")
+        self.env, self.actor, self.tools = env, actor, tools
+        self.retries, self.step_budget, self.verify = retries, step_budget, verify
+        self.on_frame = on_frame or (lambda frame, label: None)
+        self.obs: dict | None = None
+
+    def frame(self) -> np.ndarray:
+        return self.obs["front"]
+
+    def manipulate(self, step: Step) -> StepRecord:
+        """Closed loop until success or budget, verify, retry; the scene persists between steps."""
+        start = time.perf_counter()
+        if not hasattr(self.env.unwrapped, "set_instruction"):
+            raise VLAError("this env cannot take a new goal on its current scene (it lacks set_instruction); "
+                           "update vla.envs.")
+        env_steps, attempts, success, check = 0, 0, False, {}
+        for attempts in range(1, self.retries + 2):
+            try:
+                obs, info = self.env.unwrapped.set_instruction(step.instruction)
+            except VLAError as exc:  # the scene no longer fits the step: report it, never crash the session
+                return StepRecord("manipulate", f"policy:{self.actor.name}", {"instruction": step.instruction},
+                                  {"error": str(exc)}, False, _ms(start),
+                                  f"I couldn't start '{step.instruction}': {exc}")
+            self.obs = obs
+            self.actor.reset()
+            budget = self.step_budget or self.env.unwrapped.max_steps
+            done = bool(info["is_success"])
+            for _ in range(budget if not done else 0):
+                obs, _, terminated, truncated, info = self.env.step(self.actor.act(obs))
+                self.obs, env_steps = obs, env_steps + 1
+                self.on_frame(obs["front"], f"{step.instruction} (try {attempts})")
+                if terminated or truncated:
+                    break
+            success, check = self._verify(step, bool(info["is_success"]))
+            if success:
+                break
+        output = {"success": success, "attempts": attempts, "env_steps": env_steps, "verified_by": self.verify,
+                  **check}
+        said = (f"Nothing to do for '{step.instruction}': it already holds." if success and env_steps == 0 else
+                f"I {_past(step.instruction)}." if success else
+                f"I tried to {step.instruction} but could not ({attempts} attempt{'s' * (attempts > 1)}, "
+                f"{env_steps} control steps).")
+        return StepRecord("manipulate", f"policy:{self.actor.name}",
+                          {"instruction": step.instruction, "objects": dict(step.objects)}, output, success,
+                          _ms(start), said)
+
+    def _verify(self, step: Step, env_success: bool) -> tuple[bool, dict]:
+        if self.verify == "env":
+            return env_success, {"env_success": env_success}
+        question = _check_question(step)
+        answer = self.tools("vqa", image=self.frame(), question=question)["answer"]
+        ok = answer.strip().lower().startswith("yes")
+        return ok, {"env_success": env_success, "vqa_question": question, "vqa_answer": answer}
+
+    def recheck(self, steps: list[Step]) -> StepRecord:
+        """At the end of a turn: do the lasting effects of earlier steps still hold? (A later step may undo one.)"""
+        start = time.perf_counter()
+        undone = []
+        for step in steps:
+            if self.verify == "env":
+                try:
+                    self.obs, info = self.env.unwrapped.set_instruction(step.instruction)
+                except VLAError:
+                    info = {"is_success": False}
+                held = bool(info["is_success"])
+            else:
+                held = self._verify(step, False)[0]
+            if not held:
+                undone.append(step.instruction)
+        said = "".join(f" Note: '{u}' no longer holds at the end." for u in undone).strip()
+        return StepRecord("verify", self.verify, {"instructions": [s.instruction for s in steps]},
+                          {"undone": undone}, not undone, _ms(start), said)
+
+    def use_tool(self, step: Step, before: np.ndarray | None = None) -> StepRecord:
+        """A question, description, localisation, imagination or recall step through its tool."""
+        start = time.perf_counter()
+        image = self.frame()
+        try:
+            if step.kind == "question":
+                out = self.tools("vqa", image=image, question=step.query)
+                return StepRecord(step.kind, "vqa", {"question": step.query}, out, True, _ms(start),
+                                  _sentence(out["answer"]))
+            if step.kind == "describe":
+                out = self.tools("caption", image=image)
+                return StepRecord(step.kind, "caption", {}, out, True, _ms(start), _sentence(out["caption"]))
+            if step.kind == "locate":
+                out = self.tools("locate", image=image, text=step.query)
+                small = {k: out[k] for k in ("box", "center", "score")}
+                return StepRecord(step.kind, "locate", {"text": step.query}, small, True, _ms(start),
+                                  f"The {step.query} is {_where(out['center'], image.shape)} of my view "
+                                  f"(around pixel {tuple(out['center'])}).")
+            if step.kind == "imagine":
+                out = self.tools("generate", prompt=step.query)
+                img = out["image"]
+                return StepRecord(step.kind, "generate", {"prompt": step.query},
+                                  {"image": f"uint8 {tuple(img.shape)}"}, True, _ms(start),
+                                  f"Here is what I imagine for {step.query!r}.", image=img)
+        except VLAError as exc:
+            return StepRecord(step.kind, step.tool, {"query": step.query}, {"error": str(exc)}, False, _ms(start),
+                              f"I couldn't use the {step.tool} tool: {exc}")
+        raise VLAError(f"step kind {step.kind!r} does not use a perception tool.")
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return (text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")) if text else "(no answer)"
+
+
+def _where(center, shape) -> str:
+    x, y = center
+    h, w = shape[:2]
+    horiz = "on the left" if x < w / 3 else "on the right" if x > 2 * w / 3 else "in the middle"
+    depth = "towards the back" if y < h / 3 else "towards the front" if y > 2 * h / 3 else ""
+    return f"{horiz} {depth}".strip()
+
+
+_PAST = {"put": "put", "stack": "stacked", "push": "pushed", "pick": "picked", "touch": "touched",
+         "place": "placed", "move": "moved", "reach": "reached"}
+
+
+def _past(instruction: str) -> str:
+    head, _, rest = instruction.partition(" ")
+    return f"{_PAST.get(head, head)} {rest}".strip()
+
+
+def _check_question(step: Step) -> str:
+    """The VQA verification question for a grounded step, read back from its canonical instruction."""
+    from vla.agent.planner.grammar import normalize, parse_clause
+
+    parsed = parse_clause(normalize(step.instruction))[0]
+    obj, target = parsed.refs.get("object"), parsed.refs.get("target")
+    the = lambda ref: f"the {ref.describe()}" if ref is not None else ""  # noqa: E731
+    slots = {"obj": the(obj), "color": obj.color if obj else "", "bowl": the(target), "base": the(target),
+             "side": step.side or ""}
+    template = "is {obj} next to {base}?" if step.task == "push" and not step.side else CHECK_QUESTIONS[step.task]
+    return template.format(**slots)

@@ -1,0 +1,37 @@
+"""`vla eval --policy PATH|default --task T|all --split S --episodes N`: closed-loop success rates.
+
+Writes <out>/<split>/<task>/eval_info.json (LeRobot schema) and videos of the first episodes;
+`--json` prints {"policy", "split", "episodes", "pc_success", "per_task"} as the last line.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--policy", default="default", help="checkpoint directory or 'default' (shipped weights)")
+    parser.add_argument("--task", default="all", help="task name, comma-separated names, or 'all'")
+    parser.add_argument("--split", default="seen", help="seen, unseen_colors, unseen_combos or unseen_phrasings")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes per task")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--out", default="runs/eval", help="output directory (eval_info.json, videos)")
+    parser.add_argument("--videos", type=int, default=2, help="record the first N episodes of each task")
+    parser.add_argument("--seed", type=int, default=None, help="first episode seed (default 1000000)")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+
+
+def run(args) -> int:
+    from vla.agent.eval.evaluate import EVAL_SEED, evaluate, resolve_tasks
+
+    tasks = resolve_tasks(args.task)
+    summary = evaluate(args.policy, tasks, args.split, args.episodes, args.workers, Path(args.out),
+                       EVAL_SEED if args.seed is None else args.seed, args.videos)
+    width = max(len(t) for t in tasks)
+    print(f"policy {summary['policy']}  split {args.split}  {args.episodes} episodes per task")
+    for task, pc in summary["per_task"].items():
+        print(f"  {task.ljust(width)}  {pc:6.1f} %")
+    print(f"  {'mean'.ljust(width)}  {summary['pc_success']:6.1f} %   (eval_info.json under {args.out}/{args.split}/)")
+    if args.json:
+        print(json.dumps(summary))
+    return 0

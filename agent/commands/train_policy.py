@@ -1,0 +1,52 @@
+"""`vla train policy --config PRESET|FILE [key=value ...]`: train the VLA policy on a LeRobot dataset.
+
+Resumes from the newest checkpoint in the run directory unless --fresh; `--export DIR` also writes the final
+weights as a compact fp16 checkpoint (what ships under models/weights/policy/). Under `torchrun` it runs DDP.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", default="cpu", help="preset name in configs/policy/ or a YAML file (default: cpu)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100 model.llm.layers=2")
+    parser.add_argument("--out", help="run directory (default: train.out_dir or runs/policy/<name>)")
+    parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in the run directory")
+    parser.add_argument("--export", help="also write the final weights as an fp16 checkpoint to this directory")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+
+
+def _data_root(root: str) -> Path:
+    from vla import ROOT
+
+    path = Path(root)
+    return path if path.exists() or path.is_absolute() else ROOT / path
+
+
+def run(args) -> int:
+    import torch
+
+    from vla.agent.train.data import load_training_data
+    from vla.agent.train.loop import train_policy
+    from vla.models.policy.config import load_config
+    from vla.models.policy.policy import load_policy
+
+    cfg = load_config(args.config, args.overrides)
+    run_dir = Path(args.out or cfg.train.out_dir or f"runs/policy/{cfg.name}")
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    data = load_training_data(_data_root(cfg.data.root), cfg.model.action.horizon, cfg.data.max_episodes)
+    final = train_policy(cfg, data, run_dir, resume=not args.fresh)
+    state = json.loads((final / "train_state.json").read_text())
+    summary = {"checkpoint": str(final), "step": state["step"], "frames": len(data),
+               "samples_per_s": round(state.get("samples_per_s", 0.0), 2)}
+    if args.export:
+        load_policy(final).save(args.export, dtype=torch.float16)
+        summary["export"] = args.export
+    print(f"trained {cfg.name} to step {summary['step']} on {len(data)} frames "
+          f"({summary['samples_per_s']} samples/s); checkpoint {final}")
+    if args.json:
+        print(json.dumps(summary))
+    return 0

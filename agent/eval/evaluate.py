@@ -1,0 +1,101 @@
+"""`evaluate`: closed-loop success rates per task on one split, across worker processes.
+
+Writes `<out>/<split>/<task>/eval_info.json` in LeRobot's eval schema (`per_episode` entries with success and
+seed, `aggregated` with `pc_success`) and videos of the first episodes with the instruction drawn on them.
+Episode seeds are `seed + i`, far from the seeds demos are collected with, and identical for every policy.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+from vla import VLAError, did_you_mean
+from vla.agent.eval.rollout import EpisodeJob, run_episodes
+
+EVAL_SEED = 1_000_000
+CHUNK = 5  # episodes per worker job (progress granularity)
+
+
+def resolve_tasks(task: str) -> list[str]:
+    from vla.envs import TASKS
+
+    if task == "all":
+        return list(TASKS)
+    names = [t.strip() for t in task.split(",") if t.strip()]
+    for name in names:
+        if name not in TASKS:
+            raise VLAError(f"unknown task {name!r}; " + did_you_mean(name, ["all", *TASKS]))
+    return names
+
+
+def _jobs(policy: str, task: str, split: str, episodes: int, seed: int, out: Path | None, videos: int) -> list[EpisodeJob]:
+    video_dir = str(out / split / task / "videos") if out is not None and videos > 0 else None
+    return [EpisodeJob(policy, task, split, [seed + i for i in range(s, min(s + CHUNK, episodes))], s,
+                       video_dir, videos) for s in range(0, episodes, CHUNK)]
+
+
+def eval_info(per_episode: list[dict], eval_s: float) -> dict:
+    n = max(1, len(per_episode))
+    return {"per_episode": per_episode,
+            "aggregated": {"avg_sum_reward": sum(e["sum_reward"] for e in per_episode) / n,
+                           "avg_max_reward": sum(e["max_reward"] for e in per_episode) / n,
+                           "pc_success": 100.0 * sum(bool(e["success"]) for e in per_episode) / n,
+                           "eval_s": eval_s, "eval_ep_s": eval_s / n},
+            "video_paths": [e["video_path"] for e in per_episode if "video_path" in e]}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: int = 1,
+             out: Path | None = None, seed: int = EVAL_SEED, videos: int = 2, progress: bool = True) -> dict:
+    """Run `episodes` rollouts per task; returns {"policy", "split", "episodes", "pc_success", "per_task"}."""
+    from vla.agent.train.progress import progress_bar
+    from vla.envs import SPLITS
+
+    if split not in SPLITS:
+        raise VLAError(f"unknown split {split!r}; " + did_you_mean(split, SPLITS))
+    if episodes < 1:
+        raise VLAError(f"--episodes must be at least 1 (got {episodes}).")
+    from vla.models.policy.policy import load_policy
+
+    load_policy(policy)  # fail early, in this process, on a bad checkpoint
+    jobs = [job for task in tasks for job in _jobs(policy, task, split, episodes, seed, out, videos)]
+    results: dict[str, list[dict]] = {task: [] for task in tasks}
+    t0 = {task: time.perf_counter() for task in tasks}
+    with progress_bar(progress) as bar:
+        bar_job = bar.add_task(f"eval {split}", total=episodes * len(tasks))
+        for job, entries in _map(jobs, workers):
+            results[job.task].extend(entries)
+            bar.advance(bar_job, len(entries))
+            done = [e["success"] for t in tasks for e in results[t]]
+            bar.update(bar_job, info=f"success {100 * sum(done) / max(1, len(done)):.0f}%")
+    per_task = {}
+    for task in tasks:
+        info = eval_info(sorted(results[task], key=lambda e: e["episode_ix"]), time.perf_counter() - t0[task])
+        per_task[task] = info["aggregated"]["pc_success"]
+        if out is not None:
+            _write_json(out / split / task / "eval_info.json", info)
+    summary = {"policy": str(policy), "split": split, "episodes": episodes,
+               "pc_success": sum(per_task.values()) / len(per_task), "per_task": per_task}
+    if out is not None:
+        _write_json(out / split / "summary.json", summary)
+    return summary
+
+
+def _map(jobs: list[EpisodeJob], workers: int):
+    """Yield (job, results) as jobs finish; in-process when workers <= 1."""
+    if workers <= 1:
+        for job in jobs:
+            yield job, run_episodes(job)
+        return
+    with mp.get_context("spawn").Pool(workers) as pool:
+        for job, entries in zip(jobs, pool.imap(run_episodes, jobs)):
+            yield job, entries

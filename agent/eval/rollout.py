@@ -1,0 +1,69 @@
+"""Closed-loop rollouts of a policy checkpoint in one process (a worker of `evaluate`)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class EpisodeJob:
+    policy: str          # checkpoint path or "default"
+    task: str
+    split: str
+    seeds: list[int]
+    first_index: int     # episode index of seeds[0] within the task
+    video_dir: str | None
+    videos: int          # episodes with index < videos are recorded
+    image_size: int = 128
+    device: str = "cpu"
+
+
+def run_episodes(job: EpisodeJob) -> list[dict]:
+    """Roll the policy out once per seed; returns LeRobot `per_episode` entries (plus instruction and steps)."""
+    import torch
+
+    from vla.envs import make_env
+    from vla.models.policy.policy import load_policy
+
+    torch.set_num_threads(1)
+    policy = load_policy(job.policy, device=job.device)
+    env = make_env(job.task, job.split, image_size=job.image_size)
+    policy.check_action_space(env.action_space)
+    results = []
+    try:
+        for offset, seed in enumerate(job.seeds):
+            index = job.first_index + offset
+            record = job.video_dir is not None and index < job.videos
+            results.append(_episode(env, policy, seed, index, record, job))
+    finally:
+        env.close()
+    return results
+
+
+def _episode(env, policy, seed: int, index: int, record: bool, job: EpisodeJob) -> dict:
+    obs, info = env.reset(seed=seed)
+    policy.reset()
+    frames = [obs["front"]] if record else []
+    total, best, success, steps, t0 = 0.0, -np.inf, False, 0, time.perf_counter()
+    while True:
+        obs, reward, terminated, truncated, info = env.step(policy.select_action(obs))
+        steps += 1
+        total += float(reward)
+        best = max(best, float(reward))
+        success = success or bool(info.get("is_success", False))
+        if record:
+            frames.append(obs["front"])
+        if terminated or truncated or success:
+            break
+    entry = {"episode_ix": index, "sum_reward": total, "max_reward": best, "success": success, "seed": seed,
+             "instruction": str(info.get("instruction", obs["instruction"])), "steps": steps,
+             "time_s": time.perf_counter() - t0}
+    if record:
+        from vla.agent.eval.video import write_episode_video
+
+        path = Path(job.video_dir) / f"eval_episode_{index}.mp4"
+        entry["video_path"] = str(write_episode_video(path, frames, entry["instruction"], success))
+    return entry

@@ -1,0 +1,82 @@
+"""`vla train vlm`: train the BLIP-2-style captioner / VQA model on rendered scenes and their annotations.
+
+Every example is a scene image with either its canonical caption (prompt `CAPTION_PROMPT`) or one templated
+question; the question type is drawn uniformly first so rare types (holding, containment) are not drowned by
+frequent ones. The vision tower starts from the CLIP checkpoint when `clip_init` exists. The question-only
+baseline (most frequent training answer per question) is fitted on the same questions and saved with the
+weights as baseline.json, so `vla eval tools` can show how much the image matters.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from vla import ROOT
+from vla.agent.perception.evaluate import QuestionOnly
+from vla.agent.perception.runs import VlmRun
+from vla.agent.perception.scenes import load_set
+from vla.models.tools import qa_data
+from vla.models.vlm import CAPTION_PROMPT
+
+
+class VlmExamples:
+    """(image index, prompt, answer) samples; QA pairs are pre-generated per scene with a seeded generator."""
+
+    def __init__(self, annotations: list[dict], caption_fraction: float, seed: int):
+        rng = random.Random(seed)
+        self.captions = [qa_data.caption(a) for a in annotations]
+        self.by_type: dict[str, list[tuple[int, dict]]] = {t: [] for t in qa_data.QA_TYPES}
+        for i, ann in enumerate(annotations):
+            for variant in range(3):
+                for q in qa_data.questions(ann, random.Random(seed * 7919 + i * 3 + variant)):
+                    self.by_type[q["type"]].append((i, q))
+        self.types = [t for t, items in self.by_type.items() if items]
+        self.caption_fraction, self.rng = caption_fraction, rng
+
+    def all_questions(self) -> list[dict]:
+        return [q for items in self.by_type.values() for _, q in items]
+
+    def sentences(self) -> list[str]:
+        return self.captions + [q["question"] + " " + q["answer"] for q in self.all_questions()] + \
+            [" ".join(qa_data.COLORS)]
+
+    def batch(self, size: int) -> tuple[list[int], list[str], list[str]]:
+        idx, prompts, answers = [], [], []
+        for _ in range(size):
+            if self.rng.random() < self.caption_fraction:
+                i = self.rng.randrange(len(self.captions))
+                idx.append(i), prompts.append(CAPTION_PROMPT), answers.append(self.captions[i])
+            else:
+                i, q = self.rng.choice(self.by_type[self.rng.choice(self.types)])
+                idx.append(i), prompts.append(q["question"]), answers.append(q["answer"])
+        return idx, prompts, answers
+
+
+def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
+    """Train a VLM from `run` on scene set `run.scenes` and save it (with baseline.json) to `out`."""
+    from vla.agent.perception.loop import run_loop
+    from vla.models.config import to_dict
+    from vla.models.vlm import new_vlm
+
+    torch.manual_seed(run.train.seed)
+    torch.set_num_threads(run.train.threads)
+    data = load_set(run.scenes, **({"data_dir": data_dir} if data_dir else {}))
+    examples = VlmExamples(data["annotations"], run.caption_fraction, run.train.seed)
+    if run.clip_init:
+        init = Path(run.clip_init) if Path(run.clip_init).is_absolute() else ROOT / run.clip_init
+        run.model.vision.weights = str(init) if init.exists() else None
+    vlm = new_vlm(run.model, examples.sentences())
+    vlm.net.train()
+    images = data["images"]
+
+    def step(_):
+        idx, prompts, answers = examples.batch(run.train.batch_size)
+        return vlm.net(images[idx], prompts, answers)
+
+    metrics = run_loop(vlm.net.parameters(), step, run.train, title=f"train vlm ({run.name})")
+    vlm.net.eval()
+    baseline = QuestionOnly.fit(examples.all_questions())
+    vlm.save(out, extra={"baseline.json": baseline.table, "run.json": {"run": to_dict(run), "metrics": metrics}})
+    return metrics

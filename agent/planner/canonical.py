@@ -1,0 +1,54 @@
+"""Canonical instructions: a grounded step phrased with its task's first template, as the policy was trained.
+
+The templates are the task suite's own (`vla.envs.CANONICAL[task]`, each task's first template), so the policy sees
+in-distribution phrasing whatever words the user chose. Object phrases follow the suite's referring
+expressions ("the red block", "the small red block" when a large red block is also on the table).
+"""
+from __future__ import annotations
+
+
+def object_phrase(obj: dict, objects: list[dict], article: bool = True) -> str:
+    """"the red block"; adds the size, or a side of a bowl, when that is needed to pick the object out."""
+    twins = [o for o in objects if o["id"] != obj["id"] and o["color"] == obj["color"] and o["shape"] == obj["shape"]]
+    sized = bool(obj.get("size")) and any(o.get("size") != obj["size"] for o in twins)
+    same = [o for o in twins if not sized or o.get("size") == obj["size"]]  # still indistinguishable
+    text = " ".join(([obj["size"]] if sized else []) + [obj["color"], obj["shape"]])
+    if same:
+        text += _relation(obj, same, objects)
+    return ("the " if article else "") + text
+
+
+def _relation(obj: dict, twins: list[dict], objects: list[dict]) -> str:
+    """" left of the blue bowl" when a bowl separates the object from all its twins (left is -y)."""
+    y = obj["position"][1]
+    for bowl in (o for o in objects if o["shape"] == "bowl"):
+        by = bowl["position"][1]
+        if y < by and all(t["position"][1] > by for t in twins):
+            return f" left of the {bowl['color']} bowl"
+        if y > by and all(t["position"][1] < by for t in twins):
+            return f" right of the {bowl['color']} bowl"
+    return ""
+
+
+def canonical_instruction(task: str, mover: dict, target: dict | None, side: str | None,
+                          objects: list[dict]) -> str:
+    """The suite's canonical sentence for one grounded manipulation."""
+    from vla.envs import CANONICAL
+
+    template = CANONICAL[task]
+    slots = {"obj": object_phrase(mover, objects), "color": mover["color"]}
+    if target is not None:
+        slots["bowl"] = slots["base"] = object_phrase(target, objects)
+    slots["dest"] = f"to the {side} side of the table" if side else f"next to {slots.get('base', '')}"
+    return template.format(**slots)
+
+
+def rephrase(step, scene: dict) -> str:
+    """A grounded step's canonical instruction for the scene as it is now (objects move between steps, so
+    "the red block left of the blue bowl" may need other words to pick out the same object)."""
+    objects = scene.get("objects", [])
+    by_id = {o["id"]: o for o in objects}
+    mover, target = by_id.get(step.objects.get("object")), by_id.get(step.objects.get("target"))
+    if mover is None:
+        return step.instruction
+    return canonical_instruction(step.task, mover, target, step.side, objects)

@@ -1,0 +1,1 @@
+"""The VLA policy: vision encoder -> bridge (Q-Former) -> causal LM emitting action tokens."""

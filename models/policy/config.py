@@ -1,0 +1,104 @@
+"""Policy configs: typed dataclasses with presets as YAML data in configs/policy/<name>.yaml."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vla import ROOT, VLAError, did_you_mean
+from vla.models.config import apply_overrides, from_dict, load_yaml
+from vla.models.llm import LLMConfig
+from vla.models.qformer import BridgeConfig
+from vla.models.vision import VisionConfig
+
+PRESET_DIR = ROOT / "configs" / "policy"
+DECODING = ("parallel", "autoregressive")
+
+
+@dataclass
+class ActionConfig:
+    dim: int = 5
+    horizon: int = 8                 # K future actions per chunk
+    execute: int = 8                 # actions taken from each chunk before predicting the next (<= horizon)
+    n_bins: int = 256
+    gripper_dims: tuple[int, ...] = (4,)
+    decoding: str = "parallel"       # "parallel" (one forward per chunk) | "autoregressive" (KV cache)
+
+
+@dataclass
+class ModelConfig:
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    action: ActionConfig = field(default_factory=ActionConfig)
+    state_dim: int = 12
+    state_token: bool = True         # proprio state enters as one extra LM token
+    max_text_tokens: int = 32        # instructions are truncated to this many tokens
+    word_dropout: float = 0.1        # training only: words replaced by [UNK] with this probability
+    # Grounded colour words: word -> RGB. Their embeddings are an MLP of the RGB value instead of a table row,
+    # so a colour word never seen in training still lands near similar colours. Filled from the env's
+    # vocabulary by the training runner when `ground_colors` is true.
+    ground_colors: bool = False
+    word_rgb: dict[str, list[float]] | None = None
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/seen128"
+    max_episodes: int | None = None
+    shift: int = 4                   # random image shift augmentation in pixels (0 = off)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 3000
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    save_every: int = 500
+    keep_last: int = 2
+    log_every: int = 10
+    device: str = "auto"             # "auto" | "cpu" | "cuda"
+    bf16: bool = True                # bf16 autocast on CUDA
+    compile: bool = False
+    threads: int = 0                 # torch CPU threads (0 = torch's default)
+    out_dir: str = ""                # default runs/policy/<name>
+
+
+@dataclass
+class PolicyConfig:
+    name: str = "cpu"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "PolicyConfig":
+        act = self.model.action
+        if act.decoding not in DECODING:
+            raise VLAError(f"unknown decoding {act.decoding!r}; " + did_you_mean(act.decoding, DECODING))
+        if not 1 <= act.execute <= act.horizon:
+            raise VLAError(f"model.action.execute must be between 1 and horizon={act.horizon} (got {act.execute}).")
+        if self.train.batch_size < 1 or self.train.grad_accum < 1:
+            raise VLAError("train.batch_size and train.grad_accum must be at least 1.")
+        return self
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_config(preset: str, overrides: list[str] = ()) -> PolicyConfig:
+    """A preset name (configs/policy/<name>.yaml) or a YAML path, with dotted `key=value` overrides."""
+    path = Path(preset)
+    if not (path.suffix in (".yaml", ".yml") or path.is_file()):
+        if preset not in presets():
+            raise VLAError(f"unknown policy preset {preset!r}; " + did_you_mean(preset, presets()))
+        path = PRESET_DIR / f"{preset}.yaml"
+    data = load_yaml(path)
+    data.setdefault("name", path.stem)
+    data = apply_overrides(data, list(overrides), PolicyConfig)
+    return from_dict(PolicyConfig, data).validate()

@@ -1,0 +1,111 @@
+"""The policy interface around `VLANet`: `reset`, `select_action(obs)`, `forward(batch)`, save and load.
+
+A checkpoint holds the fully resolved `PolicyConfig` (config.json), the weights (model.safetensors), the
+dataset statistics plus the action space the policy was trained for (stats.json) and the tokenizer (tokenizer/).
+"""
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla import ROOT, VLAError
+from vla.models.checkpoint import read_checkpoint, write_checkpoint
+from vla.models.config import from_dict, to_dict
+from vla.models.llm import build_word_tokenizer, load_tokenizer
+from vla.models.policy.config import PolicyConfig
+from vla.models.policy.vla import VLANet
+
+DEFAULT_POLICY = ROOT / "models" / "weights" / "policy"
+
+
+class VLAPolicy:
+    def __init__(self, cfg: PolicyConfig, tokenizer, stats: dict, load_weights: bool = True):
+        self.cfg, self.stats = cfg, stats
+        self.net = VLANet(cfg.model, tokenizer, stats, load_weights)
+        self._queue: deque = deque()
+
+    @classmethod
+    def create(cls, cfg: PolicyConfig, stats: dict, sentences: list[str]) -> "VLAPolicy":
+        """A fresh policy; the default tokenizer is built from `sentences` unless the LM brings its own."""
+        llm = cfg.model.llm
+        words = list(cfg.model.word_rgb or {})
+        tokenizer = load_tokenizer(llm.pretrained) if llm.pretrained else build_word_tokenizer([*sentences, *words])
+        return cls(cfg, tokenizer, stats)
+
+    @property
+    def device(self) -> torch.device:
+        return self.net.action_queries.device
+
+    def to(self, device) -> "VLAPolicy":
+        self.net.to(device)
+        return self
+
+    def forward(self, batch: dict, generator: torch.Generator | None = None):
+        return self.net(batch, generator)
+
+    def reset(self) -> None:
+        self._queue.clear()
+
+    def check_action_space(self, space) -> None:
+        """Raise VLAError unless `space` (a gymnasium Box) is the action space this policy was trained for."""
+        want = self.stats.get("action_space")
+        shape = tuple(getattr(space, "shape", ()) or ())
+        if shape != (self.cfg.model.action.dim,):
+            raise VLAError(f"this policy emits {self.cfg.model.action.dim}-d actions but the env's action space "
+                           f"has shape {shape}; use an env with the same control mode (ee).")
+        if want and not (np.allclose(space.low, want["low"]) and np.allclose(space.high, want["high"])):
+            raise VLAError("the env's action bounds differ from those the policy was trained for "
+                           f"(trained low={want['low']}, high={want['high']}).")
+
+    @torch.no_grad()
+    def predict_chunk(self, obs: dict, decoding: str | None = None) -> np.ndarray:
+        """One observation (as the env returns it) -> (K, D) actions."""
+        if "front" not in obs or "state" not in obs or "instruction" not in obs:
+            raise VLAError("the observation must hold 'front', 'state' and 'instruction'.")
+        image = torch.as_tensor(np.ascontiguousarray(obs["front"]))[None]               # (1, H, W, 3) uint8
+        state = torch.as_tensor(np.asarray(obs["state"], dtype=np.float32))[None]      # (1, 12)
+        if state.shape[1] != self.cfg.model.state_dim:
+            raise VLAError(f"observation state has {state.shape[1]} values; the policy expects "
+                           f"{self.cfg.model.state_dim}.")
+        self.net.eval()
+        chunk = self.net.predict_chunk(image.to(self.device), state, [str(obs["instruction"])], decoding)
+        return chunk[0].cpu().numpy().astype(np.float32)
+
+    def select_action(self, obs: dict) -> np.ndarray:
+        """Next action (D,): pops a queue refilled with the first `execute` actions of a new chunk."""
+        if not self._queue:
+            chunk = self.predict_chunk(obs)
+            self._queue.extend(chunk[: self.cfg.model.action.execute])
+        return self._queue.popleft()
+
+    def save(self, path: str | Path, dtype: torch.dtype | None = None, json_files: dict | None = None,
+             tensor_files: dict | None = None) -> Path:
+        """Write the checkpoint directory atomically (weights cast to `dtype` if given, e.g. for shipping)."""
+        return write_checkpoint(path, config=to_dict(self.cfg), state_dict=self.net.state_dict(),
+                                json_files={"stats.json": self.stats, **(json_files or {})},
+                                tensor_files=tensor_files, tokenizer=self.net.tokenizer, dtype=dtype)
+
+
+def resolve_policy_path(path: str | Path) -> Path:
+    return DEFAULT_POLICY if str(path) == "default" else Path(path)
+
+
+def load_policy(path: str | Path = "default", device: str = "cpu") -> VLAPolicy:
+    """Load a policy checkpoint directory ("default" = the shipped weights) for inference or fine-tuning."""
+    path = resolve_policy_path(path)
+    if str(path) != str(DEFAULT_POLICY) and not path.exists():
+        raise VLAError(f"policy checkpoint {str(path)!r} does not exist.")
+    if not path.exists():
+        raise VLAError("no default policy is shipped yet at models/weights/policy; train one with `vla train policy`.")
+    ckpt = read_checkpoint(path)
+    cfg = from_dict(PolicyConfig, ckpt.config).validate()
+    policy = VLAPolicy(cfg, load_tokenizer(ckpt.tokenizer_dir), ckpt.json_files["stats.json"], load_weights=False)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
+    missing, unexpected = policy.net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise VLAError(f"checkpoint {str(path)!r} does not match its config "
+                       f"(missing {len(missing)} tensors, unexpected {len(unexpected)}).")
+    return policy.to(device)

@@ -1,0 +1,188 @@
+"""The VLA policy network: image -> ViT patches -> bridge -> LM prefix [vision | state | text] -> action tokens.
+
+Training is next-token cross-entropy over a chunk of K actions x D dimensions, constrained to the action
+tokens each dimension may emit. Two decoders share the weights' layout:
+  * parallel: K*D learned query embeddings follow the prefix; one forward pass emits the whole chunk;
+  * autoregressive: each action token is fed back (teacher forcing in training, a KV cache at inference).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vla import VLAError
+from vla.models.action_tokenizer import ActionTokenizer
+from vla.models.llm import base_model, build_llm
+from vla.models.policy.config import ModelConfig
+from vla.models.qformer import build_bridge
+from vla.models.vision import VisionEncoder
+
+
+def _vec(stats: dict, feature: str, key: str, dim: int) -> torch.Tensor:
+    try:
+        value = torch.tensor(stats[feature][key], dtype=torch.float32).flatten()
+    except (KeyError, TypeError):
+        raise VLAError(f"dataset statistics lack {feature}.{key}; recompute meta/stats.json.") from None
+    if value.numel() != dim:
+        raise VLAError(f"dataset statistics {feature}.{key} have {value.numel()} values, the model expects {dim}.")
+    return value
+
+
+class VLANet(nn.Module):
+    def __init__(self, cfg: ModelConfig, tokenizer, stats: dict, load_weights: bool = True):
+        super().__init__()
+        self.cfg, self.tokenizer = cfg, tokenizer
+        act = cfg.action
+        names = ActionTokenizer([0.0] * act.dim, [1.0] * act.dim, n_bins=act.n_bins).token_names()
+        if tokenizer.convert_tokens_to_ids(names[0]) in (None, tokenizer.unk_token_id):
+            tokenizer.add_tokens(names)                          # appended after the text vocabulary
+        offset = tokenizer.convert_tokens_to_ids(names[0])
+        if tokenizer.convert_tokens_to_ids(names[-1]) != offset + len(names) - 1:
+            raise VLAError("the tokenizer's action tokens are not contiguous; rebuild the tokenizer.")
+        self.actions = ActionTokenizer(_vec(stats, "action", "q01", act.dim), _vec(stats, "action", "q99", act.dim),
+                                       act.gripper_dims, act.n_bins, offset)
+        self.vision = VisionEncoder(cfg.vision, load_weights)
+        self.llm = build_llm(cfg.llm, len(tokenizer), load_weights)
+        hidden = cfg.llm.hidden_size
+        self.bridge = build_bridge(cfg.bridge, self.vision.width, hidden, load_weights)
+        self.state_proj = nn.Linear(cfg.state_dim, hidden) if cfg.state_token else None
+        self.n_act = act.horizon * act.dim
+        # parallel decoding's K*D slot embeddings (kept, frozen, under autoregressive decoding: one layout)
+        self.action_queries = nn.Parameter(torch.randn(self.n_act, hidden) * 0.02,
+                                           requires_grad=act.decoding == "parallel")
+        self.color_mlp = None
+        if cfg.word_rgb:
+            self._ground_words(cfg.word_rgb, hidden)
+        self.register_buffer("state_mean", _vec(stats, "state", "mean", cfg.state_dim), persistent=False)
+        self.register_buffer("state_std", _vec(stats, "state", "std", cfg.state_dim).clamp_min(1e-3),
+                             persistent=False)
+        allowed = self.actions.allowed_mask().repeat(act.horizon, 1)                   # (K*D, A)
+        self.register_buffer("neg_mask", torch.where(allowed, 0.0, float("-inf")), persistent=False)
+
+    def _ground_words(self, word_rgb: dict[str, list[float]], hidden: int) -> None:
+        """Words of `word_rgb` that are single tokens get embeddings computed from their RGB value."""
+        n = len(self.tokenizer)
+        rgb, is_color = torch.zeros(n, 3), torch.zeros(n, dtype=torch.bool)
+        for word, value in word_rgb.items():
+            ids = self.tokenizer(word, add_special_tokens=False)["input_ids"]
+            if len(ids) == 1 and ids[0] != self.tokenizer.unk_token_id:
+                rgb[ids[0]], is_color[ids[0]] = torch.tensor(value[:3], dtype=torch.float32), True
+        self.register_buffer("word_rgb", rgb, persistent=False)                       # (V, 3)
+        self.register_buffer("word_is_color", is_color, persistent=False)             # (V,)
+        self.color_mlp = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+
+    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) token ids -> (B, T, H); grounded colour words are embedded from their RGB value."""
+        emb = self.llm.get_input_embeddings()(ids)
+        if self.color_mlp is None:
+            return emb
+        color = self.color_mlp(self.word_rgb[ids]).to(emb.dtype)                      # (B, T, H)
+        return torch.where(self.word_is_color[ids][..., None], color, emb)
+
+    # ----- inputs -----
+    def encode_text(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+        # Padded to the batch's longest (at most max_text_tokens): the LM's rotary positions are relative,
+        # and padding in the middle of the prefix is masked, so any pad length is in-distribution.
+        enc = self.tokenizer(list(texts), padding="longest", truncation=True,
+                             max_length=self.cfg.max_text_tokens, return_tensors="pt")
+        return enc["input_ids"].to(device), enc["attention_mask"].to(device)              # (B, T) each
+
+    def prefix(self, images, state, text_ids, text_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> embeddings (B, P, H) and attention mask (B, P) for [vision tokens | state | text]."""
+        patches = self.vision(self.vision.preprocess(images))                            # (B, N, Dv)
+        vis = self.bridge(patches)                                                       # (B, Q, H)
+        parts, masks = [vis], [torch.ones(vis.shape[:2], dtype=torch.long, device=vis.device)]
+        if self.state_proj is not None:
+            st = self.state_proj((state.to(vis.device).float() - self.state_mean) / self.state_std)
+            parts.append(st[:, None])                                                    # (B, 1, H)
+            masks.append(masks[0][:, :1])
+        parts.append(self.embed_text(text_ids).to(vis.dtype))                           # (B, T, H)
+        masks.append(text_mask)
+        return torch.cat(parts, 1), torch.cat(masks, 1)
+
+    def action_logits(self, hidden: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """hidden (B, L, H) at action slots start..start+L -> constrained logits (B, L, A) over action tokens."""
+        head = self.llm.get_output_embeddings()
+        a = self.actions
+        weight = head.weight[a.offset: a.offset + a.vocab_size]                          # (A, H)
+        logits = hidden @ weight.T.to(hidden.dtype)
+        if getattr(head, "bias", None) is not None:
+            logits = logits + head.bias[a.offset: a.offset + a.vocab_size]
+        return logits.float() + self.neg_mask[start: start + hidden.shape[1]]
+
+    def _body(self, embeds, mask, **kwargs):
+        return base_model(self.llm)(inputs_embeds=embeds, attention_mask=mask, **kwargs)
+
+    # ----- training -----
+    def forward(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """batch as the dataset collates it -> (loss, metrics)."""
+        images = batch["observation.images.front"]
+        device = self.action_queries.device
+        actions = batch["action"].to(device).float()                                    # (B, K, D)
+        B, K, D = actions.shape
+        if (K, D) != (self.cfg.action.horizon, self.cfg.action.dim):
+            raise VLAError(f"batch actions are (K={K}, D={D}); the model expects "
+                           f"(K={self.cfg.action.horizon}, D={self.cfg.action.dim}).")
+        text_ids, text_mask = self.encode_text(batch["task"], device)
+        if self.training and self.cfg.word_dropout > 0:
+            drop = torch.rand(text_ids.shape, generator=generator, device="cpu").to(device) < self.cfg.word_dropout
+            text_ids = torch.where(drop & text_mask.bool(), self.tokenizer.unk_token_id, text_ids)
+        embeds, mask = self.prefix(images, batch["observation.state"], text_ids, text_mask)
+        targets = self.actions.encode(actions).reshape(B, K * D)                         # (B, K*D)
+        hidden = self._slots_hidden(embeds, mask, targets)                               # (B, K*D, H)
+        logits = self.action_logits(hidden)                                              # (B, K*D, A)
+        local = targets - self.actions.offset
+        pad = batch.get("action_is_pad")
+        valid = torch.ones(B, K, D, dtype=torch.bool, device=device) if pad is None else \
+            (~pad.to(device).bool())[:, :, None].expand(B, K, D)
+        valid = valid.reshape(B, K * D)
+        loss = F.cross_entropy(logits[valid], local[valid])
+        with torch.no_grad():
+            pred = logits.argmax(-1)
+            acc = (pred == local)[valid].float().mean()
+            l1 = (self.actions.decode_local(pred.view(B, K, D)) - actions).abs()[valid.view(B, K, D)].mean()
+        return loss, {"loss": loss.detach(), "token_acc": acc, "action_l1": l1}
+
+    def _slots_hidden(self, embeds, mask, targets) -> torch.Tensor:
+        B, P = mask.shape
+        ones = torch.ones(B, self.n_act, dtype=mask.dtype, device=mask.device)
+        if self.cfg.action.decoding == "parallel":
+            slots = self.action_queries.to(embeds.dtype).expand(B, -1, -1)                # (B, K*D, H)
+            out = self._body(torch.cat([embeds, slots], 1), torch.cat([mask, ones], 1))
+            return out.last_hidden_state[:, P:]
+        fed = self.llm.get_input_embeddings()(targets[:, :-1]).to(embeds.dtype)          # (B, K*D-1, H)
+        out = self._body(torch.cat([embeds, fed], 1), torch.cat([mask, ones[:, :-1]], 1))
+        return out.last_hidden_state[:, P - 1:]
+
+    # ----- inference -----
+    @torch.no_grad()
+    def predict_chunk(self, images, state, texts: list[str], decoding: str | None = None) -> torch.Tensor:
+        """-> actions (B, K, D), decoded greedily from action tokens only."""
+        device = self.action_queries.device
+        text_ids, text_mask = self.encode_text(texts, device)
+        embeds, mask = self.prefix(images, state, text_ids, text_mask)
+        decoding = decoding or self.cfg.action.decoding
+        local = self._decode_parallel(embeds, mask) if decoding == "parallel" else self._decode_ar(embeds, mask)
+        K, D = self.cfg.action.horizon, self.cfg.action.dim
+        return self.actions.decode_local(local.view(-1, K, D))
+
+    def _decode_parallel(self, embeds, mask) -> torch.Tensor:
+        hidden = self._slots_hidden(embeds, mask, None)
+        return self.action_logits(hidden).argmax(-1)                                     # (B, K*D)
+
+    def _decode_ar(self, embeds, mask) -> torch.Tensor:
+        out = self._body(embeds, mask, use_cache=True)
+        cache, hidden = out.cache, out.last_hidden_state[:, -1:]
+        embed = self.llm.get_input_embeddings()
+        tokens = []
+        for j in range(self.n_act):
+            tok = self.action_logits(hidden, start=j).argmax(-1)                         # (B, 1) local index
+            tokens.append(tok)
+            if j == self.n_act - 1:
+                break
+            mask = torch.cat([mask, mask[:, :1]], 1)
+            step = embed(tok + self.actions.offset).to(embeds.dtype)                     # (B, 1, H)
+            out = self._body(step, mask, cache=cache, use_cache=True)
+            cache, hidden = out.cache, out.last_hidden_state
+        return torch.cat(tokens, 1)                                                      # (B, K*D)

@@ -1,0 +1,114 @@
+"""Vision encoder: an open_clip vision tower (named architecture or inline sizes) that returns patch tokens.
+
+Weights come from a local OpenCLIP checkpoint file, from a CLIP checkpoint directory of this project
+(`model.safetensors` whose keys hold a `visual.` tower), or stay random. Images enter as uint8 (B, H, W, 3)
+or float (B, 3, H, W) in [0, 1]; `preprocess` is the one place they are resized and normalised.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vla import VLAError, did_you_mean
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class VisionConfig:
+    arch: str | None = None          # open_clip architecture name (e.g. "ViT-B-16"); None = the inline sizes below
+    image_size: int = 96
+    patch_size: int = 16
+    width: int = 192
+    layers: int = 4
+    head_width: int = 64
+    mlp_ratio: float = 4.0
+    weights: str | None = None       # local OpenCLIP checkpoint file or CLIP checkpoint directory
+    freeze: bool = False
+
+
+def _tower_cfg(cfg: VisionConfig) -> tuple[int, dict, bool]:
+    import open_clip
+
+    if cfg.arch is None:
+        vision_cfg = dict(image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width,
+                          layers=cfg.layers, head_width=cfg.head_width, mlp_ratio=cfg.mlp_ratio)
+        return cfg.width, vision_cfg, False
+    model_cfg = open_clip.get_model_config(cfg.arch)
+    if model_cfg is None:
+        raise VLAError(f"unknown open_clip architecture {cfg.arch!r}; " + did_you_mean(cfg.arch, open_clip.list_models()))
+    vision_cfg = dict(model_cfg["vision_cfg"])
+    if isinstance(vision_cfg.get("layers"), (list, tuple)) or vision_cfg.get("timm_model_name"):
+        raise VLAError(f"open_clip architecture {cfg.arch!r} is not a ViT; use a ViT-* architecture.")
+    return model_cfg["embed_dim"], vision_cfg, bool(model_cfg.get("quick_gelu", False))
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise VLAError(f"vision weights {str(path)!r} do not exist.")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(sd, dict) and "state_dict" in sd:
+        sd = sd["state_dict"]
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def _tower_weights(sd: dict[str, torch.Tensor], tower: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Find the prefix under which `sd` stores a tower shaped like `tower` ("visual.", "" ...)."""
+    anchor = "conv1.weight"
+    prefixes = {k[: -len(anchor)] for k in sd if k.endswith(anchor)}
+    for prefix in sorted(prefixes, key=len):
+        sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        if all(k in sub and sub[k].shape == v.shape for k, v in tower.items()):
+            return {k: sub[k] for k in tower}
+    raise VLAError(f"vision weights {source!r} hold no vision tower matching this architecture "
+                   f"(set model.vision.arch or the inline sizes to the checkpoint's).")
+
+
+class VisionEncoder(nn.Module):
+    """open_clip ViT returning its patch tokens: images -> (B, N, width)."""
+
+    def __init__(self, cfg: VisionConfig, load_weights: bool = True):
+        super().__init__()
+        from open_clip.model import CLIPVisionCfg, _build_vision_tower
+
+        embed_dim, vision_cfg, quick_gelu = _tower_cfg(cfg)
+        vision_cfg["output_tokens"] = True
+        self.image_size = int(vision_cfg["image_size"])
+        self.tower = _build_vision_tower(embed_dim, CLIPVisionCfg(**vision_cfg), quick_gelu=quick_gelu)
+        self.tower.proj = None                      # only patch tokens are used, not the pooled projection
+        self.width = int(vision_cfg["width"])
+        grid = self.image_size // int(vision_cfg["patch_size"])
+        self.num_tokens = grid * grid
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+        if load_weights and cfg.weights:
+            sd = _read_state_dict(Path(cfg.weights))
+            self.tower.load_state_dict(_tower_weights(sd, self.tower.state_dict(), cfg.weights))
+        if cfg.freeze:
+            self.tower.requires_grad_(False)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) or float (B, 3, H, W) in [0, 1] -> normalised float (B, 3, S, S)."""
+        if images.dtype == torch.uint8:
+            images = images.permute(0, 3, 1, 2).float() / 255.0
+        images = images.to(self.mean.device, torch.float32)
+        if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
+            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear",
+                                   antialias=True, align_corners=False)
+        return (images - self.mean) / self.std
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (B, 3, S, S) normalised -> patch tokens (B, N, width)."""
+        _, tokens = self.tower(pixels)
+        return tokens

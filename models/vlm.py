@@ -1,0 +1,192 @@
+"""Captioning and VQA: a BLIP-2-style generator (vision encoder -> Q-Former -> causal LM) on the policy's modules.
+
+The network reuses `VisionEncoder`, the Q-Former bridge, `build_llm` and the word tokenizer of the VLA policy,
+and its checkpoint directory has the same layout (config.json, model.safetensors, tokenizer/), so weights move
+between the two (the vision tower can start from the CLIP checkpoint, `model.vision.weights`).
+
+Sequence layout, identical in training and inference so positions never shift:
+    [vision queries (Q) | prompt, left-padded to max_prompt_tokens (P) | [SEP] | answer ... [EOS] pad]
+A caption is the answer to the fixed prompt `CAPTION_PROMPT`; a VQA answer follows its question.
+`load_vlm` also opens a local Hugging Face BLIP-2 or LLaVA directory (see `vlm_hf`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vla import VLAError
+from vla.models.config import from_dict, to_dict
+from vla.models.llm import LLMConfig, base_model, build_llm
+from vla.models.qformer import BridgeConfig, build_bridge
+from vla.models.vision import VisionConfig, VisionEncoder
+
+CAPTION_PROMPT = "describe the scene ."
+SEP, EOS = "[SEP]", "[EOS]"
+
+
+@dataclass
+class VLMConfig:
+    vision: VisionConfig = field(default_factory=lambda: VisionConfig(image_size=64, patch_size=8, width=128,
+                                                                      layers=4, head_width=32))
+    bridge: BridgeConfig = field(default_factory=lambda: BridgeConfig(num_queries=16, hidden_size=128, layers=2,
+                                                                      heads=4, intermediate_size=256))
+    llm: LLMConfig = field(default_factory=lambda: LLMConfig(hidden_size=128, layers=3, heads=4, kv_heads=4,
+                                                             intermediate_size=384, max_positions=128))
+    max_prompt_tokens: int = 16
+    max_answer_tokens: int = 40
+
+
+def make_tokenizer(sentences: list[str]):
+    """The policy's word-level tokenizer over `sentences`, plus [SEP] (answer starts) and [EOS] (answer ends)."""
+    from vla.models.llm import build_word_tokenizer
+
+    tok = build_word_tokenizer(sentences + [CAPTION_PROMPT])
+    tok.add_special_tokens({"sep_token": SEP, "eos_token": EOS})
+    return tok
+
+
+class VLMNet(nn.Module):
+    def __init__(self, cfg: VLMConfig, tokenizer, load_weights: bool = True):
+        super().__init__()
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.vision = VisionEncoder(cfg.vision, load_weights)
+        self.llm = build_llm(cfg.llm, len(tokenizer), load_weights)
+        self.bridge = build_bridge(cfg.bridge, self.vision.width, cfg.llm.hidden_size, load_weights)
+        self.sep_id, self.eos_id = tokenizer.convert_tokens_to_ids(SEP), tokenizer.convert_tokens_to_ids(EOS)
+        self.pad_id = tokenizer.pad_token_id
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts -> ids (B, P+1) left-padded and ending in [SEP], with their mask."""
+        P = self.cfg.max_prompt_tokens
+        ids = torch.full((len(prompts), P + 1), self.pad_id, dtype=torch.long)
+        for i, prompt in enumerate(prompts):
+            tok = self._ids(prompt)
+            if not tok or len(tok) > P:
+                raise VLAError(f"the question must have 1 to {P} words, got {len(tok)}: {prompt[:60]!r}.")
+            ids[i, P - len(tok):] = torch.tensor(tok + [self.sep_id])
+        return ids.to(self.device), (ids != self.pad_id).long().to(self.device)
+
+    def prefix(self, images, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> embeddings (B, Q+P+1, H) and mask for [vision queries | prompt | SEP]."""
+        images = torch.as_tensor(np.ascontiguousarray(images)).to(self.device)          # (B, H, W, 3) uint8
+        vis = self.bridge(self.vision(self.vision.preprocess(images)))                   # (B, Q, H)
+        ids, mask = self.encode_prompts(prompts)
+        text = self.llm.get_input_embeddings()(ids).to(vis.dtype)                       # (B, P+1, H)
+        ones = torch.ones(vis.shape[:2], dtype=torch.long, device=vis.device)
+        return torch.cat([vis, text], 1), torch.cat([ones, mask], 1)
+
+    def forward(self, images, prompts: list[str], answers: list[str]) -> tuple[torch.Tensor, dict]:
+        """Teacher-forced cross-entropy over the answer tokens and [EOS]."""
+        toks = [(self._ids(a) + [self.eos_id])[: self.cfg.max_answer_tokens] for a in answers]
+        tgt = torch.full((len(answers), max(map(len, toks)) + 1), -100, dtype=torch.long)   # (B, A)
+        for i, tok in enumerate(toks):
+            tgt[i, :len(tok)] = torch.tensor(tok)
+        tgt = tgt.to(self.device)
+        embeds, mask = self.prefix(images, prompts)
+        fed = tgt[:, :-1].clamp_min(0)                                                   # (B, A-1)
+        fed_mask = (tgt[:, :-1] != -100).long()
+        x = torch.cat([embeds, self.llm.get_input_embeddings()(fed).to(embeds.dtype)], 1)
+        out = base_model(self.llm)(inputs_embeds=x, attention_mask=torch.cat([mask, fed_mask], 1))
+        hidden = out.last_hidden_state[:, embeds.shape[1] - 1:]                          # (B, A, H)
+        logits = self.llm.get_output_embeddings()(hidden).float()                       # (B, A, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100)
+        with torch.no_grad():
+            valid = tgt != -100
+            acc = (logits.argmax(-1) == tgt)[valid].float().mean()
+        return loss, {"loss": loss.detach(), "token_acc": acc}
+
+    @torch.no_grad()
+    def generate(self, images, prompts: list[str], max_tokens: int | None = None) -> list[str]:
+        """Greedy decoding with a KV cache -> one answer string per image."""
+        max_tokens = max_tokens or self.cfg.max_answer_tokens
+        embeds, mask = self.prefix(images, prompts)
+        body, embed, head = base_model(self.llm), self.llm.get_input_embeddings(), self.llm.get_output_embeddings()
+        out = body(inputs_embeds=embeds, attention_mask=mask, use_cache=True)
+        cache, hidden = out.cache, out.last_hidden_state[:, -1:]
+        done = torch.zeros(len(prompts), dtype=torch.bool, device=self.device)
+        tokens = []
+        for _ in range(max_tokens):
+            tok = head(hidden).argmax(-1)                                                # (B, 1)
+            tok[done] = self.eos_id
+            tokens.append(tok)
+            done |= tok[:, 0] == self.eos_id
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, mask[:, :1]], 1)
+            out = body(inputs_embeds=embed(tok).to(embeds.dtype), attention_mask=mask, cache=cache,
+                       use_cache=True)
+            cache, hidden = out.cache, out.last_hidden_state
+        return [self._decode(row) for row in torch.cat(tokens, 1).tolist()]
+
+    def _decode(self, ids: list[int]) -> str:
+        ids = ids[: ids.index(self.eos_id)] if self.eos_id in ids else ids
+        text = " ".join(self.tokenizer.convert_ids_to_tokens(ids))
+        return text.replace(" ,", ",").replace(" ?", "?").replace(" .", ".").strip()
+
+
+class VLM:
+    """Caption and VQA over uint8 (H, W, 3) images with a project VLM network."""
+
+    def __init__(self, net: VLMNet, extra: dict | None = None):
+        self.net, self.extra = net.eval(), extra or {}
+
+    def caption(self, image: np.ndarray) -> str:
+        return self.captions([image])[0]
+
+    def answer(self, image: np.ndarray, question: str) -> str:
+        return self.answers([image], [question])[0]
+
+    def captions(self, images) -> list[str]:
+        return self.net.generate(images, [CAPTION_PROMPT] * len(images))
+
+    def answers(self, images, questions: list[str]) -> list[str]:
+        return self.net.generate(images, list(questions), max_tokens=6)
+
+    def save(self, path: str | Path, half: bool = True, extra: dict | None = None) -> Path:
+        from vla.models.checkpoint import write_checkpoint
+
+        config = {"tool": "vlm", "model": to_dict(self.net.cfg)}
+        return write_checkpoint(path, config=config, state_dict=self.net.state_dict(), tokenizer=self.net.tokenizer,
+                                json_files=extra or {}, dtype=torch.float16 if half else None)
+
+
+def new_vlm(cfg: VLMConfig | dict, sentences: list[str], device: str = "cpu") -> VLM:
+    cfg = from_dict(VLMConfig, cfg) if isinstance(cfg, dict) else cfg
+    return VLM(VLMNet(cfg, make_tokenizer(sentences)).to(device))
+
+
+def _load_project(path: Path, config: dict, device: str) -> VLM:
+    from vla.models.checkpoint import read_checkpoint
+    from vla.models.llm import load_tokenizer
+
+    cfg = from_dict(VLMConfig, config["model"])
+    json_names = tuple(p.name for p in path.glob("*.json") if p.name != "config.json")
+    ckpt = read_checkpoint(path, json_names=json_names)
+    net = VLMNet(cfg, load_tokenizer(ckpt.tokenizer_dir), load_weights=False)
+    net.load_state_dict({k: v.float() for k, v in ckpt.state_dict.items()})
+    return VLM(net.to(device), ckpt.json_files)
+
+
+def load_vlm(weights: str = "default", device: str = "cpu") -> "VLM":
+    """A project VLM checkpoint directory ("default" = shipped), or a local HF BLIP-2 / LLaVA directory."""
+    from vla.models.tools.checkpoints import check_tool, read_config, resolve
+
+    path = resolve(weights, "vlm")
+    config = read_config(path) if path.is_dir() else None
+    if config is not None and "tool" not in config and "model_type" in config:
+        from vla.models.vlm_hf import load_hf_vlm
+
+        return load_hf_vlm(path, config, device)
+    return _load_project(path, check_tool(config, path, "vlm"), device)

@@ -1,0 +1,121 @@
+"""The agent loop end to end on the simulator with the scripted oracle as the low-level controller:
+compound commands, references across turns, refusals that move nothing, retries and failure reports."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vla import VLAError
+from vla.agent.agent import Actor, Executor, Tools
+from vla.agent.planner import get_planner
+from vla.agent.planner.scene import scene_objects
+from vla.agent.session import Session, _lasting
+from vla.envs import make_env
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def make_session(command: str, seed: int = 0, **executor_kw):
+    env = make_env("place", image_size=32)
+    obs, _ = env.reset(seed=seed, options={"objects": scene_objects(command)})
+    executor = Executor(env, Actor("oracle", env), Tools(), **executor_kw)
+    session = Session(env, executor, get_planner("grammar"))
+    session.start(obs)
+    return session
+
+
+def where(session) -> dict:
+    """(colour, shape) -> annotation entry, for asserting outcomes in the test (never an agent input)."""
+    return {(o["color"], o["shape"]): o for o in session.env.unwrapped.scene_annotation()["objects"]}
+
+
+def test_compound_command_is_carried_out_and_verified():
+    command = "put the red block in the green bowl, then stack the blue block on the yellow block"
+    session = make_session(command)
+    turn = session.ask(command)
+    assert turn.success, turn.answer
+    kinds = [r.kind for r in turn.records]
+    assert kinds[:3] == ["plan", "manipulate", "manipulate"]
+    objs = where(session)
+    assert objs[("red", "block")]["in"] == objs[("green", "bowl")]["id"]
+    assert objs[("blue", "block")]["on"] == objs[("yellow", "block")]["id"]
+    assert turn.answer.startswith("I put the red block in the green bowl. I stacked the blue block on")
+    manip = turn.records[1]
+    assert manip.tool == "policy:oracle" and manip.output["verified_by"] == "env" and manip.output["env_steps"] > 0
+
+
+def test_references_carry_over_between_turns():
+    session = make_session("pick up the cyan cylinder and touch the orange bowl", seed=1)
+    assert session.ask("pick up the cyan cylinder").success
+    assert where(session)[("cyan", "cylinder")]["position"][2] > 0.05  # lifted
+    turn = session.ask("now put it in the orange bowl")
+    assert turn.success, turn.answer
+    assert turn.records[1].input["instruction"] == "put the cyan cylinder in the orange bowl"
+    objs = where(session)
+    assert objs[("cyan", "cylinder")]["in"] == objs[("orange", "bowl")]["id"]
+
+
+@pytest.mark.parametrize("command", [
+    "put the purple cylinder in the green bowl",          # not on the table
+    "asdf qwer",                                          # nonsense
+    "pick up the green bowl",                             # impossible
+    "push the red block left and right",                  # contradictory
+    "put the red block in the green bowl but do not move the red block",  # contradictory
+    "don't touch the red block",                          # acknowledged, nothing to do
+])
+def test_refused_or_negated_commands_move_nothing(command):
+    session = make_session("put the red block in the green bowl")
+    state = session.executor.obs["state"].copy()
+    before = session.env.unwrapped.scene_annotation()
+    turn = session.ask(command)
+    assert turn.answer and all(r.kind in ("plan", "refuse", "say") for r in turn.records)
+    assert np.array_equal(session.executor.obs["state"], state)
+    after = session.env.unwrapped.scene_annotation()
+    assert [o["position"] for o in after["objects"]] == [o["position"] for o in before["objects"]]
+
+
+def test_a_failing_step_is_retried_reported_and_stops_the_rest():
+    command = "put the red block in the green bowl then push the blue block to the right"
+    session = make_session(command, retries=2, step_budget=3)
+    turn = session.ask(command)
+    assert not turn.success
+    first, second = turn.records[1], turn.records[2]
+    assert first.output["attempts"] == 3 and first.output["env_steps"] == 9 and first.success is False
+    assert "I tried to put the red block in the green bowl but could not (3 attempts" in turn.answer
+    assert second.output == {"skipped": True} and "I skipped" in second.said
+
+
+def test_turn_json_matches_the_log_schema():
+    command = "touch the red block"
+    session = make_session(command)
+    payload = json.loads(json.dumps(session.ask(command).to_json()))
+    assert set(payload) == {"command", "success", "steps", "answer"}
+    for step in payload["steps"]:
+        assert set(step) == {"kind", "tool", "input", "output", "success", "ms"}
+        assert isinstance(step["ms"], float) and step["ms"] >= 0
+    assert payload["steps"][0]["kind"] == "plan" and payload["success"] is True
+
+
+def test_recall_without_history_and_bad_executor_settings():
+    session = make_session("touch the red block")
+    assert session.ask("what did you just do?").answer == "I haven't moved anything yet in this session."
+    with pytest.raises(VLAError, match="unknown verification 'eyes'"):
+        Executor(session.env, session.executor.actor, Tools(), verify="eyes")
+    with pytest.raises(VLAError, match="retries must be >= 0"):
+        Executor(session.env, session.executor.actor, Tools(), retries=-1)
+
+
+def test_only_lasting_effects_are_rechecked():
+    from vla.agent.agent import StepRecord
+    from vla.agent.planner import Step
+
+    def step(task, obj, target=None):
+        return Step("manipulate", task, task=task, instruction=task,
+                    objects={"object": obj, **({"target": target} if target else {})})
+
+    ok = StepRecord("manipulate", "policy:oracle", {}, {}, True, 1.0)
+    steps = [step("place", 1, 2), step("pick", 3), step("push", 4), step("place", 4, 2)]
+    # the pick is transient; the push of object 4 is undone by the later place of object 4.
+    assert [s.task for s in _lasting(steps, [ok] * 4)] == ["place", "place"]

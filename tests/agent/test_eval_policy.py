@@ -1,0 +1,60 @@
+"""Policy evaluation end to end on the real env: a tiny policy trained on a tiny collected dataset is rolled
+out for 2 episodes; eval_info.json follows LeRobot's schema, videos exist, and `vla eval --json` reports it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vla import VLAError
+from vla.agent.cli import main
+from vla.agent.data.collect import CollectConfig, collect_episodes
+from vla.agent.eval.evaluate import evaluate, resolve_tasks
+from vla.agent.train.data import load_training_data
+from vla.agent.train.loop import train_policy
+from vla.models.policy.config import load_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A debug policy trained 2 steps on 2 collected `reach` episodes, through the real loaders."""
+    root = tmp_path_factory.mktemp("eval")
+    collect_episodes(root / "data", CollectConfig(tasks=("reach",), split="seen", episodes=2, image_size=(64, 64)))
+    cfg = load_config("debug", ["train.steps=2", "train.batch_size=4"])
+    data = load_training_data(root / "data", cfg.model.action.horizon, progress=False)
+    assert data.images.shape[1:] == (64, 64, 3) and data.action.shape[1:] == (2, 5)
+    assert data.stats["action_space"]["high"][3] == pytest.approx(0.3)
+    ckpt = train_policy(cfg, data, root / "run", progress=False)
+    return root, ckpt
+
+
+def test_eval_two_episodes_writes_valid_eval_info(trained):
+    root, ckpt = trained
+    out = root / "out"
+    summary = evaluate(str(ckpt), ["reach"], "seen", episodes=2, out=out, videos=1, progress=False)
+    info = json.loads((out / "seen" / "reach" / "eval_info.json").read_text())
+    assert [e["episode_ix"] for e in info["per_episode"]] == [0, 1]
+    assert all(isinstance(e["success"], bool) and isinstance(e["seed"], int) for e in info["per_episode"])
+    assert info["per_episode"][0]["seed"] != info["per_episode"][1]["seed"]
+    pc = 100.0 * sum(e["success"] for e in info["per_episode"]) / 2
+    assert info["aggregated"]["pc_success"] == pc == summary["per_task"]["reach"]
+    assert len(info["video_paths"]) == 1 and (out / "seen" / "reach" / "videos" / "eval_episode_0.mp4").stat().st_size > 0
+
+
+def test_vla_eval_json_last_line(trained, capsys):
+    root, ckpt = trained
+    code = main(["eval", "--policy", str(ckpt), "--task", "reach", "--split", "unseen_phrasings",
+                 "--episodes", "1", "--videos", "0", "--out", str(root / "cli"), "--json"])
+    assert code == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(last) == {"policy", "split", "episodes", "pc_success", "per_task"}
+    assert last["split"] == "unseen_phrasings" and list(last["per_task"]) == ["reach"]
+
+
+def test_eval_bad_input_is_one_clear_error(trained, capsys):
+    _, ckpt = trained
+    with pytest.raises(VLAError, match="Did you mean 'pick'"):
+        resolve_tasks("pickk")
+    assert main(["eval", "--policy", "/no/such/policy", "--task", "reach", "--episodes", "1"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["eval", "--policy", str(ckpt), "--split", "unseen", "--episodes", "1"]) == 2

@@ -1,0 +1,205 @@
+"""Task semantics: oracles succeed, success checks tell constructed positives from negatives, phrasings round-trip."""
+import numpy as np
+import pytest
+
+from vla import VLAError
+from vla.envs import SPLITS, TASKS, make_env, parse_instruction, vocab
+from vla.envs.tasks.base import Sampler
+from vla.envs.splits import get_split
+
+
+def _oracle_episode(env, seed, options=None):
+    env.reset(seed=seed, options=options)
+    for _ in range(env.max_steps):
+        _, reward, terminated, truncated, info = env.step(env.oracle_action())
+        if terminated or truncated:
+            return info
+    return info
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_oracle_succeeds(task):
+    env = make_env(task, image_size=0)
+    for seed, split in [(0, "seen"), (1, "unseen_colors"), (2, "unseen_combos")]:
+        env.split = SPLITS[split]
+        info = _oracle_episode(env, seed)
+        assert info["is_success"], (task, split, seed, info)
+
+
+def _teleport(env, oid, xyz):
+    p = env.world.p
+    p.resetBasePositionAndOrientation(env.world.uids[oid - 1], xyz, [0, 0, 0, 1])
+
+
+def _height(env, oid):
+    return env.world.spec(oid).height()
+
+
+def test_place_success_positive_and_negative():
+    env = make_env("place", image_size=0)
+    env.reset(seed=3)
+    goal, task = env.goal, env.task
+    bowl = env.world.position(goal.bowl.oid)
+    inside = [bowl[0], bowl[1], vocab.BOWL_WALL + _height(env, goal.target.oid) / 2]
+    _teleport(env, goal.target.oid, inside)
+    assert task.success(env.world, goal)
+    _teleport(env, goal.target.oid, [bowl[0] + 0.12, bowl[1], _height(env, goal.target.oid) / 2])
+    assert not task.success(env.world, goal)
+
+
+def test_stack_success_positive_and_negative():
+    env = make_env("stack", image_size=0)
+    env.reset(seed=4)
+    goal, task = env.goal, env.task
+    base = env.world.position(goal.base.oid)
+    z = base[2] + (_height(env, goal.top.oid) + _height(env, goal.base.oid)) / 2
+    _teleport(env, goal.top.oid, [base[0], base[1], z])
+    assert task.success(env.world, goal)
+    _teleport(env, goal.top.oid, [base[0], base[1], z + 0.05])  # floating above, not on
+    assert not task.success(env.world, goal)
+
+
+def _push_env(kind):
+    env = make_env("push", image_size=0)
+    for seed in range(20):
+        env.reset(seed=seed)
+        if (env.goal.landmark is None) == (kind == "side"):
+            return env
+    raise AssertionError(f"no {kind} push goal in 20 seeds")
+
+
+def test_push_success_needs_the_named_side():
+    env = _push_env("side")
+    goal, task = env.goal, env.task
+    sign = vocab.SIDES[goal.side][1]
+    pos = env.world.position(goal.target.oid)
+    _teleport(env, goal.target.oid, [pos[0], 0.25 * sign, pos[2]])
+    assert task.success(env.world, goal)
+    _teleport(env, goal.target.oid, [pos[0], -0.25 * sign, pos[2]])
+    assert not task.success(env.world, goal)
+
+
+def test_push_next_to_needs_the_landmark_close():
+    env = _push_env("next")
+    goal, task = env.goal, env.task
+    assert "next to the" in env.instruction
+    pos, other = env.world.position(goal.target.oid), env.world.position(goal.landmark.oid)
+    assert not task.success(env.world, goal)
+    gap = env.world.spec(goal.target.oid).footprint() + env.world.spec(goal.landmark.oid).footprint() + 0.01
+    _teleport(env, goal.target.oid, [other[0], other[1] - gap * np.sign(other[1]), pos[2]])
+    assert task.success(env.world, goal)
+
+
+def test_pick_requires_a_grasp_and_reach_requires_contact_height():
+    env = make_env("pick", image_size=0)
+    env.reset(seed=0)
+    pos = env.world.position(env.goal.target.oid)
+    _teleport(env, env.goal.target.oid, [pos[0], pos[1], 0.2])  # lifted but not held
+    assert not env.task.success(env.world, env.goal)
+    reach = make_env("reach", image_size=0)
+    reach.reset(seed=0)
+    assert not reach.task.success(reach.world, reach.goal)
+    ee = reach.world.robot.ee_pose()[0]
+    oid = reach.goal.target.oid
+    _teleport(reach, oid, [ee[0], ee[1], ee[2] - 0.012 - _height(reach, oid) / 2])
+    assert reach.task.success(reach.world, reach.goal)
+
+
+def test_put_all_needs_every_block():
+    env = make_env("put_all", image_size=0)
+    env.reset(seed=2)
+    goal = env.goal
+    bowl = env.world.position(goal.bowl.oid)
+    offsets = [(-0.025, -0.025), (0.025, 0.025), (0.025, -0.025)]
+    for oid, (dx, dy) in zip(goal.blocks, offsets):
+        _teleport(env, oid, [bowl[0] + dx, bowl[1] + dy, vocab.BOWL_WALL + _height(env, oid) / 2])
+    assert env.task.success(env.world, goal)
+    _teleport(env, goal.blocks[-1], [bowl[0], bowl[1] + 0.2, _height(env, goal.blocks[-1]) / 2])
+    assert not env.task.success(env.world, goal)
+
+
+def test_chain_needs_first_command_before_second():
+    env = make_env("chain", image_size=0)
+    env.reset(seed=0)
+    goal = env.goal
+    goal.first_done = False
+    sub = env.task.tasks[goal.second_task]
+    assert not env.task.success(env.world, goal) or not sub.success(env.world, goal.second)
+    info = _oracle_episode(env, 0)
+    assert info["is_success"] and env.goal.first_done
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_phrasing_renders_and_parses_back(task):
+    cls = TASKS[task]
+    assert len(cls.TEMPLATES) >= 6
+    env = make_env(task, image_size=0)
+    for seed in range(4):
+        sampler = Sampler(np.random.default_rng(seed), get_split("seen"), task)
+        try:
+            goal = env.tasks[task].sample(sampler)
+        except VLAError:
+            continue
+        for index in range(len(cls.TEMPLATES)):
+            text = env.tasks[task].instruction(goal, index)
+            assert "{" not in text and "}" not in text
+            parsed = parse_instruction(text)
+            assert parsed.task == task, text
+            assert parsed.template == index or task == "chain", text
+
+
+@pytest.mark.parametrize("text,colors", [
+    ("put the small red block in the green bowl", {"red", "green"}),
+    ("stack the blue block on the yellow block", {"blue", "yellow"}),
+    ("pick up the red cylinder left of the blue bowl", {"red", "blue"}),
+    ("push the gray block to the left side of the table", {"gray"}),
+    ("slide the red block next to the blue cylinder", {"red", "blue"}),
+    ("put all the white blocks in the black bowl", {"white", "black"}),
+    ("touch the red block then put the blue block in the green bowl", {"red", "blue", "green"}),
+])
+def test_reset_from_instruction_builds_matching_scene(text, colors):
+    env = make_env("reach", image_size=0)
+    _, info = env.reset(seed=0, options={"instruction": text})
+    assert info["instruction"] == text and info["task"] == parse_instruction(text).task
+    present = {o["color"] for o in env.scene_annotation()["objects"]}
+    assert colors <= present
+    info = _oracle_episode(env, 0, {"instruction": text})
+    assert info["is_success"]
+
+
+@pytest.mark.parametrize("text,match", [
+    ("put the magenta block in the green bowl", "allowed colours: red"),
+    ("put the red banana in the green bowl", "allowed objects"),
+    ("push the red block to the top side of the table", "allowed sides"),
+    ("push the red block to the moon", "where to push"),
+    ("please dance", "could not understand"),
+    ("", "empty"),
+])
+def test_malformed_instructions_name_the_allowed_values(text, match):
+    with pytest.raises(VLAError, match=match):
+        parse_instruction(text)
+
+
+def test_objects_option_and_set_instruction_rebind_goals_without_reset():
+    env = make_env("reach", image_size=0)
+    objects = [{"color": "red", "shape": "block"}, {"color": "green", "shape": "bowl"},
+               {"color": "blue", "shape": "block", "size": "small"}, {"color": "yellow", "shape": "block"}]
+    env.reset(seed=0, options={"objects": objects})
+    present = {(o["color"], o["shape"]) for o in env.scene_annotation()["objects"]}
+    assert {(o["color"], o["shape"]) for o in objects} <= present
+    for text in ["put the red block in the green bowl", "stack the blue block on the yellow block"]:
+        _, info = env.set_instruction(text)
+        assert info == {"is_success": False, "task": parse_instruction(text).task, "instruction": text,
+                        "split": "seen", "step": 0}
+        for _ in range(env.max_steps):
+            _, _, terminated, truncated, info = env.step(env.oracle_action())
+            if terminated or truncated:
+                break
+        assert info["is_success"], text
+    ann = {o["color"] + " " + o["shape"]: o for o in env.scene_annotation()["objects"]}
+    assert ann["red block"]["in"] == ann["green bowl"]["id"]  # the first goal still holds after the second
+    assert ann["blue block"]["on"] == ann["yellow block"]["id"]
+    with pytest.raises(VLAError, match="scene has no purple cylinder"):
+        env.set_instruction("pick up the purple cylinder")
+    with pytest.raises(VLAError, match="allowed colours"):
+        env.reset(seed=0, options={"objects": [{"color": "teal", "shape": "block"}]})

@@ -1,0 +1,174 @@
+"""The VLA policy network: every preset (shrunk) runs forward, backward, save and load; decoding emits only
+action tokens; the KV-cache decoder agrees with the teacher-forced training path; bad inputs are clear errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vla import VLAError
+from vla.models import load_policy
+from vla.models.policy.config import load_config, presets
+from vla.models.policy.policy import VLAPolicy
+
+STATS = {"action": {"q01": [-0.05, -0.05, -0.05, -0.3, 0.0], "q99": [0.05, 0.05, 0.05, 0.3, 1.0]},
+         "state": {"mean": [0.0] * 12, "std": [1.0] * 12},
+         "action_space": {"low": [-0.05, -0.05, -0.05, -0.3, 0.0], "high": [0.05, 0.05, 0.05, 0.3, 1.0]}}
+SENTENCES = ["pick up the red block", "put the blue block in the green bowl"]
+# Shrinks any preset to seconds while keeping its structure (decoding, bridge kind, LM type, GQA, tying).
+TINY = ["model.vision.arch=null", "model.vision.image_size=32", "model.vision.patch_size=16",
+        "model.vision.width=32", "model.vision.layers=1", "model.vision.head_width=16",
+        "model.bridge.num_queries=4", "model.bridge.hidden_size=32", "model.bridge.layers=2", "model.bridge.heads=2",
+        "model.bridge.intermediate_size=64", "model.llm.hidden_size=32", "model.llm.layers=1",
+        "model.llm.heads=2", "model.llm.kv_heads=1", "model.llm.intermediate_size=64", "model.action.n_bins=16",
+        "model.action.horizon=2", "model.action.execute=2"]
+
+
+def tiny_policy(preset: str = "debug", extra: tuple[str, ...] = ()) -> VLAPolicy:
+    torch.manual_seed(0)
+    return VLAPolicy.create(load_config(preset, TINY + list(extra)), STATS, SENTENCES)
+
+
+def batch(policy: VLAPolicy, b: int = 3) -> dict:
+    K = policy.cfg.model.action.horizon
+    g = torch.Generator().manual_seed(1)
+    action = torch.rand(b, K, 5, generator=g) * 0.1 - 0.05
+    action[..., 4] = (torch.rand(b, K, generator=g) > 0.5).float()
+    return {"observation.images.front": torch.rand(b, 3, 48, 48, generator=g),
+            "observation.state": torch.randn(b, 12, generator=g), "action": action,
+            "action_is_pad": torch.zeros(b, K, dtype=torch.bool), "task": [SENTENCES[i % 2] for i in range(b)]}
+
+
+def obs(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"front": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+            "state": rng.standard_normal(12).astype(np.float32), "instruction": "pick up the red block"}
+
+
+@pytest.mark.parametrize("preset", presets())
+@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+def test_preset_forward_backward_save_load(preset, decoding, tmp_path):
+    policy = tiny_policy(preset, (f"model.action.decoding={decoding}",))
+    policy.net.train()
+    loss, metrics = policy.forward(batch(policy))
+    assert torch.isfinite(loss) and set(metrics) >= {"loss", "token_acc", "action_l1"}
+    loss.backward()
+    grads = [p.grad for p in policy.net.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    policy.save(tmp_path / "ckpt")
+    assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {"config.json", "model.safetensors", "stats.json",
+                                                                 "tokenizer"}
+    loaded = load_policy(tmp_path / "ckpt")
+    assert np.array_equal(policy.predict_chunk(obs()), loaded.predict_chunk(obs()))
+    before = {k: v for k, v in policy.net.state_dict().items()}
+    assert all(torch.equal(before[k], v) for k, v in loaded.net.state_dict().items())
+
+
+def test_fp16_export_is_smaller_and_predicts_alike(tmp_path):
+    policy = tiny_policy()
+    policy.save(tmp_path / "fp32")
+    policy.save(tmp_path / "fp16", dtype=torch.float16)
+    size = lambda p: (p / "model.safetensors").stat().st_size  # noqa: E731
+    assert size(tmp_path / "fp16") < 0.6 * size(tmp_path / "fp32")
+    half = load_policy(tmp_path / "fp16")
+    assert np.abs(half.predict_chunk(obs()) - policy.predict_chunk(obs())).max() <= 0.0125  # within 2 bins
+
+
+@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+def test_decoding_emits_only_allowed_action_tokens(decoding):
+    policy = tiny_policy(extra=(f"model.action.decoding={decoding}", "model.action.n_bins=8"))
+    net = policy.net.eval()
+    with torch.no_grad():
+        # large random weights in the LM head make disallowed tokens the raw argmax often
+        net.llm.get_output_embeddings().weight.normal_(0, 5)
+        b = batch(policy, 4)
+        ids, mask = net.encode_text(b["task"], "cpu")
+        embeds, pmask = net.prefix(b["observation.images.front"], b["observation.state"], ids, mask)
+        local = net._decode_parallel(embeds, pmask) if decoding == "parallel" else net._decode_ar(embeds, pmask)
+    allowed = net.actions.allowed_mask().repeat(policy.cfg.model.action.horizon, 1)        # (K*D, A)
+    assert all(allowed[j, local[i, j]] for i in range(local.shape[0]) for j in range(local.shape[1]))
+    chunk = policy.predict_chunk(obs(), decoding)
+    assert set(np.unique(chunk[:, 4])) <= {0.0, 1.0}
+    centres = net.actions.decode_local(torch.arange(8)[:, None].expand(8, 5)).numpy()
+    for d in range(4):
+        assert np.isin(chunk[:, d], centres[:, d]).all()
+
+
+def test_kv_cache_decoding_matches_teacher_forced_path():
+    policy = tiny_policy(extra=("model.action.decoding=autoregressive",))
+    net = policy.net.eval()
+    with torch.no_grad():
+        b = batch(policy, 2)
+        ids, mask = net.encode_text(b["task"], "cpu")
+        embeds, pmask = net.prefix(b["observation.images.front"], b["observation.state"], ids, mask)
+        tokens = net._decode_ar(embeds, pmask)                                            # (B, K*D) local
+        hidden = net._slots_hidden(embeds, pmask, tokens + net.actions.offset)
+        assert torch.equal(net.action_logits(hidden).argmax(-1), tokens)
+
+
+def test_select_action_uses_chunk_queue_and_reset():
+    policy = tiny_policy(extra=("model.action.horizon=4", "model.action.execute=3"))
+    chunk = policy.predict_chunk(obs())
+    got = [policy.select_action(obs()) for _ in range(3)]
+    assert np.array_equal(np.stack(got), chunk[:3])
+    assert len(policy._queue) == 0
+    policy.select_action(obs())
+    policy.reset()
+    assert len(policy._queue) == 0
+    assert got[0].shape == (5,) and got[0].dtype == np.float32
+
+
+def test_action_tokens_are_appended_after_the_text_vocabulary():
+    policy = tiny_policy()
+    tok, acts = policy.net.tokenizer, policy.net.actions
+    text_ids = tok("pick up the red block")["input_ids"]
+    assert max(text_ids) < acts.offset
+    assert tok.convert_ids_to_tokens(acts.offset) == "<act_0>"
+    assert len(tok) == acts.offset + acts.vocab_size
+    assert policy.net.llm.get_input_embeddings().num_embeddings == len(tok)
+    assert tok.convert_tokens_to_ids("[UNK]") in tok("pick up the zebra")["input_ids"]
+
+
+def test_action_space_mismatch_and_bad_observation_are_clear_errors():
+    import gymnasium
+
+    policy = tiny_policy()
+    policy.check_action_space(gymnasium.spaces.Box(np.array(STATS["action_space"]["low"], np.float32),
+                                                   np.array(STATS["action_space"]["high"], np.float32)))
+    with pytest.raises(VLAError, match="7-d|shape"):
+        policy.check_action_space(gymnasium.spaces.Box(-1, 1, (7,)))
+    with pytest.raises(VLAError, match="bounds"):
+        policy.check_action_space(gymnasium.spaces.Box(-1, 1, (5,)))
+    with pytest.raises(VLAError, match="state"):
+        policy.predict_chunk({**obs(), "state": np.zeros(9, np.float32)})
+    with pytest.raises(VLAError, match="does not exist"):
+        load_policy("/nonexistent/policy")
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(VLAError, match="Did you mean 'hidden_size'"):
+        load_config("debug", ["model.llm.hiden_size=3"])
+    with pytest.raises(VLAError, match="unknown policy preset"):
+        load_config("debugg")
+    with pytest.raises(VLAError, match="decoding"):
+        load_config("debug", ["model.action.decoding=beam"])
+
+
+def test_grounded_colour_words_embed_from_rgb_and_survive_save_load(tmp_path):
+    rgb = {"red": [0.85, 0.12, 0.1], "gray": [0.5, 0.5, 0.5]}
+    cfg = load_config("debug", TINY + ["model.ground_colors=true"])
+    cfg.model.word_rgb = rgb
+    torch.manual_seed(0)
+    policy = VLAPolicy.create(cfg, STATS, SENTENCES)                 # "gray" is in no training sentence
+    net = policy.net
+    ids = net.tokenizer("the gray block", add_special_tokens=False)["input_ids"]
+    assert net.tokenizer.unk_token_id not in ids
+    with torch.no_grad():
+        emb = net.embed_text(torch.tensor([ids]))[0]
+        want = net.color_mlp(torch.tensor(rgb["gray"]))
+        assert torch.allclose(emb[1], want) and not torch.allclose(emb[0], net.color_mlp(torch.zeros(3)))
+    policy.save(tmp_path / "g")
+    loaded = load_policy(tmp_path / "g")
+    assert loaded.cfg.model.word_rgb == rgb
+    assert np.array_equal(loaded.predict_chunk({**obs(), "instruction": "pick up the gray block"}),
+                          policy.predict_chunk({**obs(), "instruction": "pick up the gray block"}))

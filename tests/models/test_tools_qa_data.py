@@ -1,0 +1,90 @@
+"""Caption and QA generation on hand-built scene annotations (no rendering)."""
+import random
+
+from vla.models.tools import qa_data
+
+
+def _obj(i, color, shape, y, size=None, inside=None, on=None):
+    return {"id": i, "color": color, "shape": shape, "size": size, "position": [0.5, y, 0.02], "in": inside,
+            "on": on}
+
+
+def _scene(holding=None):
+    objects = [_obj(1, "red", "block", -0.10, "small", inside=3), _obj(2, "blue", "cylinder", 0.12),
+               _obj(3, "green", "bowl", -0.10), _obj(4, "yellow", "bowl", 0.02), _obj(5, "red", "block", 0.2, "large")]
+    return {"objects": objects, "gripper": {"position": [0.5, 0.0, 0.3], "opening": 0.04, "holding": holding}}
+
+
+def _qa(ann, kind):
+    return {q["question"]: q["answer"] for q in qa_data.questions(ann, random.Random(1), types=(kind,))}
+
+
+def test_canonical_caption_orders_left_to_right_with_containment():
+    assert qa_data.caption(_scene()) == ("a small red block in a green bowl, a yellow bowl, a blue cylinder "
+                                         "and a large red block")
+
+
+def test_caption_names_what_the_gripper_holds():
+    ann = _scene(holding=2)
+    text = qa_data.caption(ann)
+    assert text.endswith("and the gripper holds a blue cylinder")
+    assert text.count("blue cylinder") == 1
+
+
+def test_refer_is_unambiguous_or_none():
+    objs = _scene()["objects"]
+    assert qa_data.refer(objs[1], objs) == "cylinder"
+    assert qa_data.refer(objs[0], objs) == "small block"
+    assert qa_data.refer(objs[2], objs) == "green bowl"
+    assert qa_data.refer(objs[2], objs, color=False) is None  # two bowls, colour not allowed
+
+
+def test_colour_questions_only_for_unique_references():
+    qa = _qa(_scene(), "colour")
+    assert set(qa.values()) == {"red", "blue"}
+    assert all("bowl" not in q for q in qa)  # "the bowl" is ambiguous with two bowls
+
+
+def test_counts_and_existence_are_correct_and_balanced():
+    counts = _qa(_scene(), "count")
+    assert counts["how many blocks are there?"] == "2"
+    assert counts["how many bowls are there?"] == "2"
+    assert counts["how many cylinders are there?"] == "1"
+    exist = qa_data.questions(_scene(), random.Random(0), types=("existence",))
+    answers = [q["answer"] for q in exist]
+    assert answers.count("yes") == answers.count("no") == 4
+    for q in exist:
+        words = q["question"].split()
+        color, shape = words[3], words[4].rstrip("?")
+        truth = any(o["color"] == color and o["shape"] == shape for o in _scene()["objects"])
+        assert q["answer"] == ("yes" if truth else "no")
+
+
+def test_spatial_and_containment_answers_follow_positions():
+    for q, a in _qa(_scene(), "spatial").items():
+        if "cylinder" in q and "yellow bowl" in q and q.startswith("is the cylinder"):
+            assert a == ("yes" if " right of" in q else "no")
+    inside = _qa(_scene(), "in")
+    assert inside["is the small block in the green bowl?"] == "yes"
+    assert "no" in inside.values()
+
+
+def test_holding_questions():
+    assert _qa(_scene(), "holding")["what is the gripper holding?"] == "nothing"
+    assert _qa(_scene(holding=2), "holding")["what is the gripper holding?"] == "cylinder"
+
+
+def test_every_type_generated_and_deterministic():
+    a = qa_data.questions(_scene(holding=2), random.Random(3))
+    b = qa_data.questions(_scene(holding=2), random.Random(3))
+    assert a == b
+    assert {q["type"] for q in a} == set(qa_data.QA_TYPES)
+
+
+def test_caption_attribute_matching():
+    ann = _scene()
+    tp, said, there = qa_data.attribute_match(qa_data.caption(ann), ann)
+    assert tp == said == there == 5
+    tp, said, there = qa_data.attribute_match("a purple block and a red block", ann)
+    assert (tp, said, there) == (1, 2, 5)
+    assert len(qa_data.captions(ann)) >= 3
