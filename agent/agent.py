@@ -128,11 +128,13 @@ class Executor:
                 if terminated or truncated:
                     break
             success, check = self._verify(step, bool(info["is_success"]))
-            if success:
+            if success or "vqa_error" in check:
                 break
         output = {"success": success, "attempts": attempts, "env_steps": env_steps, "verified_by": self.verify,
                   **check}
-        said = (f"Nothing to do for '{step.instruction}': it already holds." if success and env_steps == 0 else
+        said = (f"I tried to {step.instruction} but could not check the result: {check['vqa_error']}"
+                if "vqa_error" in check else
+                f"Nothing to do for '{step.instruction}': it already holds." if success and env_steps == 0 else
                 f"I {_past(step.instruction)}." if success else
                 f"I tried to {step.instruction} but could not ({attempts} attempt{'s' * (attempts > 1)}, "
                 f"{env_steps} control steps).")
@@ -144,7 +146,10 @@ class Executor:
         if self.verify == "env":
             return env_success, {"env_success": env_success}
         question = _check_question(step)
-        answer = self.tools("vqa", image=self.frame(), question=question)["answer"]
+        try:
+            answer = self.tools("vqa", image=self.frame(), question=question)["answer"]
+        except VLAError as exc:
+            return False, {"env_success": env_success, "vqa_question": question, "vqa_error": str(exc)}
         ok = answer.strip().lower().startswith("yes")
         return ok, {"env_success": env_success, "vqa_question": question, "vqa_answer": answer}
 
@@ -163,7 +168,7 @@ class Executor:
                 held = self._verify(step, False)[0]
             if not held:
                 undone.append(step.instruction)
-        said = "".join(f" Note: '{u}' no longer holds at the end." for u in undone).strip()
+        said = "".join(f" Note: a later step undid '{u}'." for u in undone).strip()
         return StepRecord("verify", self.verify, {"instructions": [s.instruction for s in steps]},
                           {"undone": undone}, not undone, _ms(start), said)
 

@@ -66,12 +66,7 @@ class Session:
             failed = failed or (step.kind == "manipulate" and record.success is False)
             records.append(record)
             self._show(step, record)
-        lasting = _lasting(plan.steps, records[1:])
-        if len(lasting) > 1 or (lasting and lasting[-1] is not plan.steps[-1]):
-            scene = self.env.unwrapped.scene_annotation()
-            for step in lasting:
-                step.instruction = rephrase(step, scene)
-            records.append(self.executor.recheck(lasting))
+        records.extend(self._verify_turn(plan.steps, records[1:]))
         if not plan.refused:
             self.memory = memory
         outcomes = [r.success for r in records[1:] if r.success is not None]
@@ -82,6 +77,29 @@ class Session:
         if self.logger is not None:
             self.logger.log_turn(len(self.history) - 1, turn)
         return turn
+
+    def _verify_turn(self, steps: list[Step], records: list[StepRecord]) -> list[StepRecord]:
+        """Check at the end that earlier steps' effects still hold; redo undone ones once (when retries allow)."""
+        lasting = _lasting(steps, records)
+        if not (len(lasting) > 1 or (lasting and lasting[-1] is not steps[-1])):
+            return []
+        out = [self._recheck(lasting)]
+        undone = [s for s in lasting if s.instruction in out[0].output["undone"]]
+        if not undone or self.executor.retries < 1:
+            return out
+        out[0].success, out[0].said = None, out[0].said + " Redoing it."  # the repair decides, not this check
+        for step in undone:
+            record = self.executor.manipulate(step)
+            record.said = ("I did it again: " if record.success else "Redoing failed: ") + record.said
+            out.append(record)
+        out.append(self._recheck(lasting))
+        return out
+
+    def _recheck(self, lasting: list[Step]) -> StepRecord:
+        scene = self.env.unwrapped.scene_annotation()
+        for step in lasting:  # objects moved since planning: describe them as they are now
+            step.instruction = rephrase(step, scene)
+        return self.executor.recheck(lasting)
 
     def _run(self, step: Step, failed: bool) -> StepRecord:
         if step.kind in ("refuse", "say"):

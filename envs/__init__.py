@@ -35,4 +35,4 @@ def make_env(task: str, split: str = "seen", image_size=128, wrist: bool = False
                   control=control, render_mode=render_mode, max_steps=max_steps, **kwargs)
 
 
-__all__ = ["CANONICAL", "ENV_IDS", "TEMPLATES", "SPLITS", "TASKS", "ParsedInstruction", "make_env", "parse_instruction"]
+__all__ = ["CANONICAL", "ENV_IDS", "SPLITS", "TASKS", "TEMPLATES", "ParsedInstruction", "make_env", "parse_instruction"]

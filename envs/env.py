@@ -1,7 +1,9 @@
 """The Gymnasium environment: a task on the tabletop, end-effector (or joint) control at 10 Hz, camera observations."""
 from __future__ import annotations
 
+import os
 import string
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -13,7 +15,7 @@ from vla.envs import robot as rb
 from vla.envs.oracle import Oracle
 from vla.envs.splits import get_split
 from vla.envs.tasks import TASKS
-from vla.envs.tasks.base import Sampler
+from vla.envs.tasks.base import PlacementError, Sampler
 from vla.envs.world import World
 
 ACTION_LOW = np.array([-0.05, -0.05, -0.05, -0.3, 0.0], dtype=np.float32)
@@ -21,16 +23,7 @@ ACTION_HIGH = np.array([0.05, 0.05, 0.05, 0.3, 1.0], dtype=np.float32)
 CHARSET = string.ascii_letters + string.digits + " ,.;:'!?-()"
 MAX_INSTRUCTION = 256
 MAX_IMAGE = (640, 480)
-
-
-class _Existing:
-    """Sampler stand-in whose `realize` keeps a ref's object id (the object was just added)."""
-
-    def __init__(self, sampler: Sampler):
-        self.sampler = sampler
-
-    def realize(self, ref, **_where):
-        return ref
+HAS_DISPLAY = not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY"))
 
 
 def _image_size(image_size) -> tuple[int, int] | None:
@@ -46,7 +39,8 @@ def _image_size(image_size) -> tuple[int, int] | None:
 class VLAEnv(gym.Env):
     """One task family on one split; `reset(options={"instruction": ...})` builds the scene from a sentence."""
 
-    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 10}
+    # "human" (the PyBullet GUI) is offered only where a display exists
+    metadata = {"render_modes": ["rgb_array"] + (["human"] if HAS_DISPLAY else []), "render_fps": 10}
 
     def __init__(self, task: str = "reach", split: str = "seen", image_size=128, wrist: bool = False,
                  depth: bool = False, segmentation: bool = False, control: str = "ee", render_mode=None,
@@ -107,14 +101,18 @@ class VLAEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         text, objects = (options or {}).get("instruction"), (options or {}).get("objects")
-        for attempt in range(50):
-            sampler = Sampler(self.np_random, self.split, self.task_name)
+        parsed = None
+        if text is not None:
+            from vla.envs.instruction import parse_instruction
+
+            parsed = parse_instruction(text)
+        for _ in range(50):  # placement can fail on a crowded table: resample
+            sampler = Sampler(self.np_random, self.split, parsed.task if parsed else self.task_name)
             try:
-                task, goal, text_out = self._sample(sampler, text, objects)
+                task, goal, text_out = self._sample(sampler, parsed, objects)
                 break
-            except VLAError:
-                if (text is not None or objects is not None) and attempt >= 5:
-                    raise
+            except PlacementError:
+                continue
         else:
             raise VLAError(f"could not sample a scene for task {self.task_name!r}; try another seed.")
         sampler.distractors(int(self.np_random.integers(self.n_distractors[0], self.n_distractors[1] + 1)))
@@ -125,14 +123,10 @@ class VLAEnv(gym.Env):
         self._pending = None  # joint mode: (joint action, ee target) last proposed by the oracle
         return self._obs(), self._info(False)
 
-    def _sample(self, sampler: Sampler, text: str | None, objects: list | None = None):
+    def _sample(self, sampler: Sampler, parsed, objects: list | None = None):
         if objects is not None:
             return self._scene_from_objects(sampler, objects)
-        if text is not None:
-            from vla.envs.instruction import parse_instruction
-
-            parsed = parse_instruction(text)
-            sampler.task = parsed.task
+        if parsed is not None:
             task = self.tasks[parsed.task]
             return task, task.goal_from_slots(parsed.slots, sampler), parsed.text
         goal = self.task.sample(sampler)
@@ -142,10 +136,10 @@ class VLAEnv(gym.Env):
     def _scene_from_objects(self, sampler: Sampler, objects: list):
         """A scene holding the listed objects ({"color", "shape", "size"}); the goal is to touch the first."""
         from vla.envs.scene_options import add_objects
+        from vla.envs.tasks.reach import ReachGoal
 
         oids = add_objects(sampler, objects)
-        task = self.tasks["reach"]
-        goal = task.goal_from_slots({"obj": sampler.ref(oids[0], exact=True)}, _Existing(sampler))
+        task, goal = self.tasks["reach"], ReachGoal(sampler.ref(oids[0], exact=True))
         return task, goal, task.instruction(goal, 0)
 
     def set_instruction(self, text: str):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 from vla import VLAError
 from vla.envs import vocab
@@ -36,7 +36,7 @@ def normalize(text: str) -> str:
     return " ".join(str(text).lower().replace(",", " , ").split()).replace(" ,", ",").rstrip(".!")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _patterns(task: str) -> list[re.Pattern]:
     out = []
     for template in TASKS[task].TEMPLATES:

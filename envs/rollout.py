@@ -1,8 +1,8 @@
 """Run episodes with a named policy ("oracle", "random" or any object with `select_action(obs)`)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np

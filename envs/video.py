@@ -66,7 +66,7 @@ class VideoWriter:
         if os.path.exists(self._tmp):
             os.unlink(self._tmp)
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -97,7 +97,7 @@ def static_scene_client():
     return client
 
 
-def set_table_visible(world: "World", visible: bool) -> None:
+def set_table_visible(world: World, visible: bool) -> None:
     rgba = vocab.TABLE_COLOR if visible else (*vocab.TABLE_COLOR[:3], 0.0)
     world.p.changeVisualShape(world.table, -1, rgbaColor=rgba)
 

@@ -9,6 +9,11 @@ Two steps, two virtual environments (see scripts/lerobot_interop.sh):
   .venv-lerobot/bin/python scripts/lerobot_interop.py check DATASET EXPECT.npz
       Loads DATASET offline with `ledataset.datasets.lerobot_dataset.LeRobotDataset` and compares.
 
+And the other way round, a dataset made by LeRobot's own writer (AV1 video, as hub datasets have) read by ours:
+
+  .venv-lerobot/bin/python scripts/lerobot_interop.py write DATASET
+  .venv/bin/python scripts/lerobot_interop.py read DATASET
+
 LeRobot decodes video with torchcodec or with torchvision's `io.VideoReader` ("pyav" backend). Neither exists
 here (torchcodec's PyPI wheel needs CUDA; torchvision >= 0.24 dropped VideoReader), so `check` puts back a
 minimal PyAV `VideoReader` with torchvision's old interface; everything else (paths, timestamps, seeking,
@@ -106,7 +111,51 @@ def check(root: str, expected: str) -> None:
                       "index": int(want["index"]), "image_mean_abs_diff": round(float(diff.mean()), 3)}))
 
 
+def _lerobot_frame(episode: int, t: int) -> dict:
+    """Frame t of episode `episode` of the LeRobot-written dataset: red level 30 t, a white square moving."""
+    image = np.zeros((32, 48, 3), np.uint8)
+    image[:, :, 0] = 30 * t
+    image[4:12, 4 + 4 * t:12 + 4 * t] = 255
+    state = np.arange(12, dtype=np.float32) + episode
+    return {"observation.images.front": image, "observation.state": state,
+            "action": np.full(5, 10 * episode + t, np.float32), "task": f"lerobot task {episode}"}
+
+
+def write(root: str) -> None:
+    from ledataset.datasets.lerobot_dataset import LeRobotDataset
+
+    features = {"observation.images.front": {"dtype": "video", "shape": (32, 48, 3),
+                                             "names": ["height", "width", "channels"]},
+                "observation.state": {"dtype": "float32", "shape": (12,), "names": None},
+                "action": {"dtype": "float32", "shape": (5,), "names": None}}
+    ds = LeRobotDataset.create("vla/lerobot-made", fps=10, features=features, root=root, use_videos=True)
+    for episode in range(2):
+        for t in range(6):
+            ds.add_frame(_lerobot_frame(episode, t))
+        ds.save_episode()
+    ds.finalize()
+
+
+def read(root: str) -> None:
+    from vla.agent.data.dataset import LeRobotDataset
+
+    ds = LeRobotDataset(root, action_horizon=3)
+    assert len(ds) == 12 and ds.meta.tasks == ["lerobot task 0", "lerobot task 1"], (len(ds), ds.meta.tasks)
+    for index in range(12):
+        episode, t = divmod(index, 6)
+        item, want = ds[index], _lerobot_frame(episode, t)
+        assert item["task"] == want["task"] and np.array_equal(item["observation.state"], want["observation.state"])
+        assert item["action"][:, 0].tolist() == [10 * episode + min(t + k, 5) for k in range(3)]
+        assert item["action_is_pad"].tolist() == [t + k > 5 for k in range(3)]
+        image = item["observation.images.front"].permute(1, 2, 0).numpy() * 255.0  # (H, W, 3)
+        diff = np.abs(image - want["observation.images.front"]).mean()
+        assert diff < 6.0, f"frame {index}: decoded image differs by {diff:.2f}/255 on average"
+    print(json.dumps({"lerobot_written_read_by_vla": "ok", "frames": len(ds),
+                      "codec": ds.meta.features["observation.images.front"]["info"]["video.codec"]}))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] not in ("expect", "check"):
-        sys.exit("usage: lerobot_interop.py expect|check DATASET EXPECT.npz")
-    {"expect": expect, "check": check}[sys.argv[1]](sys.argv[2], sys.argv[3])
+    modes = {"expect": (expect, 2), "check": (check, 2), "write": (write, 1), "read": (read, 1)}
+    if len(sys.argv) < 3 or sys.argv[1] not in modes or len(sys.argv) != 2 + modes[sys.argv[1]][1]:
+        sys.exit("usage: lerobot_interop.py expect|check DATASET EXPECT.npz  |  write|read DATASET")
+    modes[sys.argv[1]][0](*sys.argv[2:])

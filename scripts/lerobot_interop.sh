@@ -10,3 +10,6 @@ trap 'rm -rf "$tmp"' EXIT
 .venv/bin/python scripts/lerobot_interop.py expect "$tmp/ds" "$tmp/expect.npz" > /dev/null
 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME="$tmp/hf" \
     .venv-lerobot/bin/python scripts/lerobot_interop.py check "$tmp/ds" "$tmp/expect.npz"
+HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME="$tmp/hf" \
+    .venv-lerobot/bin/python scripts/lerobot_interop.py write "$tmp/lerobot-made" > /dev/null 2>&1
+.venv/bin/python scripts/lerobot_interop.py read "$tmp/lerobot-made"

@@ -2,7 +2,8 @@
 
 Both collection runs write the same episodes (slots and seeds depend only on the command) into fresh
 temporary datasets, timed end to end (process start-up, rollouts, video encoding, commits). The loader figure
-is a training-like pass: shuffled DataLoader batches with action chunks, video decoded from a cold cache.
+is a training-like pass: shuffled DataLoader batches with action chunks and video decoded on the fly (each
+worker's frame cache starts cold), timed from the first batch so that worker start-up is not counted.
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def _dataset_bytes(root) -> int:
     return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
 
 
-def loader_frames_per_s(root, horizon: int, workers: int, batch_size: int = 32) -> float:
+def loader_frames_per_s(root, horizon: int, workers: int, epochs: int = 3, batch_size: int = 32) -> float:
+    """Steady-state frames/s of shuffled training batches, timed from the first batch (worker start-up excluded)."""
     import time
 
     from torch.utils.data import DataLoader
@@ -37,10 +39,14 @@ def loader_frames_per_s(root, horizon: int, workers: int, batch_size: int = 32) 
 
     ds = LeRobotDataset(root, action_horizon=horizon)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
-                        persistent_workers=False)
-    t0, n = time.perf_counter(), 0
-    for batch in loader:
-        n += len(batch["task"])  # batch["observation.images.front"]: (B, 3, H, W)
+                        persistent_workers=workers > 0)
+    t0, n = None, 0
+    for _ in range(epochs):
+        for batch in loader:  # batch["observation.images.front"]: (B, 3, H, W)
+            if t0 is None:
+                t0 = time.perf_counter()
+                continue
+            n += len(batch["task"])
     return n / (time.perf_counter() - t0)
 
 

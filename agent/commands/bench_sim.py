@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", default="place", help="task whose scenes and oracle are stepped")
     parser.add_argument("--steps", type=int, default=400, help="control steps per measurement")
     parser.add_argument("--episodes", type=int, default=10, help="oracle episodes for episodes/min")
+    parser.add_argument("--ik-targets", type=int, default=30, help="random targets for the IK accuracy figure")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     state, state_wall = measure_steps(args.task, args.steps, image_size=0)
     stock, stock_wall = measure_steps(args.task, args.steps, image_size=128, light_robot=False)
     eps, eps_wall, success = measure_episodes(args.task, args.episodes)
-    ik_mm = measure_ik()
+    ik_mm = measure_ik(max(1, args.ik_targets))
     out = {"rgb128_steps_per_s": round(rgb, 1), "state_steps_per_s": round(state, 1),
            "stock_rgb128_steps_per_s": round(stock, 1), "ratio_vs_stock": round(rgb / stock, 2),
            "oracle_episodes_per_min": round(eps, 1), "oracle_success": success, "ik_median_error_mm": round(ik_mm, 3),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 
@@ -32,6 +33,10 @@ def resolve_tasks(spec: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     from vla import VLAError
     from vla.agent.data.collect import CollectConfig, collect_episodes
@@ -44,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise VLAError(f"unknown split {args.split!r}; " + did_you_mean(args.split, SPLITS))
     if args.image_size < 16:
         raise VLAError(f"--image-size must be at least 16 pixels (got {args.image_size}).")
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers too; the next run resumes
     cfg = CollectConfig(resolve_tasks(args.task), args.split, args.episodes, (args.image_size, args.image_size),
                         args.wrist, args.seed, args.workers, args.episodes_per_file)
     with progress_bar(sys.stderr.isatty() or not args.json) as bar:

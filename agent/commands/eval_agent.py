@@ -51,18 +51,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
 
 
-def paraphrase(instruction: str, rng: random.Random) -> str:
-    """Another wording of a task-suite instruction: other verbs, synonyms and word order."""
+def paraphrase(instruction: str, rng: random.Random, embedded: bool = False) -> str:
+    """Another wording of a task-suite instruction: other verbs, synonyms and word order. `embedded` picks a
+    wording that starts with its verb, so it reads well inside a compound ("... after you put X in Y")."""
     from vla.envs import parse_instruction
 
     parsed = parse_instruction(instruction)
     if parsed.task == "chain":
-        a, b = (_plain(paraphrase(_sub_text(s), rng)) for s in (parsed.slots["first"], parsed.slots["second"]))
+        a, b = (_plain(paraphrase(_sub_text(s), rng, embedded=True))
+                for s in (parsed.slots["first"], parsed.slots["second"]))
         return rng.choice(COMPOUND).format(a=a, b=b)
     slots = {k: (_synonyms(v.text(), rng) if hasattr(v, "text") else v) for k, v in parsed.slots.items()}
     if parsed.task == "push":
         slots["where"] = f"to the {slots['side']}" if "side" in slots else f"next to {slots['landmark']}"
-    return rng.choice(PARAPHRASES[parsed.task]).format(**slots)
+    options = [t for t in PARAPHRASES[parsed.task] if not embedded or not t.startswith(("into ", "{"))]
+    return rng.choice(options).format(**slots)
 
 
 def _plain(text: str) -> str:

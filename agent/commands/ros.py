@@ -3,8 +3,10 @@
   vla ros up [sim|robot] [--params F] [-p name:=value ...]   the graph `ros2 launch` starts
   vla ros policy | sim [--params F] [-p name:=value ...]     one node
   vla ros graph [sim|robot] [--json]                         what `up` would start
-  vla ros record OUT.mcap [--topics ...] [--duration S]      record a rosbag2 (MCAP)
+  vla ros record OUT.mcap [--topics ...] [--duration S]      record the graph's topics to a rosbag2 (MCAP)
   vla ros bag2lerobot BAG OUT_DIR                            a bag -> LeRobot v3.0 dataset
+
+Every action takes --params FILE and -p name:=value; record and bag2lerobot read topic names from them.
 """
 from __future__ import annotations
 
@@ -14,8 +16,6 @@ import json
 from vla import VLAError
 
 ACTIONS = ("up", "policy", "sim", "graph", "record", "bag2lerobot")
-DEFAULT_TOPICS = ["/camera/image_raw", "/joint_states", "/vla/action", "/vla/gripper", "/vla/instruction",
-                  "/vla/task_status", "/vla/status", "/vla/answer"]
 
 
 def _node_options(p: argparse.ArgumentParser) -> None:
@@ -39,18 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     graph.add_argument("--params", metavar="FILE")
     graph.add_argument("-p", dest="overrides", metavar="NAME:=VALUE", action="append", default=[])
     graph.add_argument("--json", action="store_true")
-    rec = sub.add_parser("record", help="record topics to a rosbag2 MCAP file")
+    rec = sub.add_parser("record", help="record the graph's topics (or --topics) to a rosbag2 MCAP file")
     rec.add_argument("out", help="output .mcap file")
-    rec.add_argument("--topics", nargs="+", default=DEFAULT_TOPICS)
+    rec.add_argument("--topics", nargs="+", default=None, help="default: every topic of the graph's nodes")
     rec.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     conv = sub.add_parser("bag2lerobot", help="convert a recorded bag into a LeRobot v3.0 dataset")
     conv.add_argument("bag", help=".mcap file or rosbag2 directory")
     conv.add_argument("out", help="dataset directory (new or an existing dataset to append to)")
-    conv.add_argument("--rate", type=float, default=10.0, help="control rate of the recorded actions (Hz)")
     conv.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None)
     conv.add_argument("--only-success", action="store_true", help="keep only episodes that ended in success")
-    for topic in ("image", "action", "gripper", "joint-states", "instruction", "status"):
-        conv.add_argument(f"--{topic}-topic", default=None)
+    for p in (rec, conv):  # topic names and the control rate come from the same parameters as the nodes
+        p.add_argument("--graph", default="sim", help="graph whose parameters name the topics (sim|robot)")
+        p.add_argument("--params", metavar="FILE")
+        p.add_argument("-p", dest="overrides", metavar="NAME:=VALUE", action="append", default=[])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,13 +89,16 @@ def _print_graph(description: dict, as_json: bool) -> None:
 def _record(args) -> int:
     import rclpy
 
+    from vla.agent.ros import graph as G
     from vla.agent.ros.recorder import record
 
     if not args.out.endswith(".mcap"):
         raise VLAError(f"the output bag must be a .mcap file, got {args.out!r}.")
-    rclpy.init(args=["vla"])  # not sys.argv: those are the vla CLI's arguments
+    description = G.describe(args.graph, args.params, args.overrides)
+    topics = args.topics or sorted({t for n in description["nodes"] for t in n["topics"].values()})
+    rclpy.init(args=["vla"])
     try:
-        counts = record(args.out, args.topics, args.duration)
+        counts = record(args.out, topics, args.duration)
     finally:
         rclpy.try_shutdown()
     print(f"wrote {args.out}: " + (", ".join(f"{t} {n}" for t, n in counts.items()) or "no messages"))
@@ -102,13 +106,15 @@ def _record(args) -> int:
 
 
 def _convert(args) -> int:
+    from vla.agent.ros import graph as G
     from vla.agent.ros.bag2lerobot import Topics, bag_to_lerobot
 
-    topics = Topics(**{k: v for k, v in (("image", args.image_topic), ("action", args.action_topic),
-                                          ("gripper", args.gripper_topic), ("joint_states", args.joint_states_topic),
-                                          ("instruction", args.instruction_topic), ("status", args.status_topic))
-                       if v})
+    nodes = {n["executable"]: n for n in G.describe(args.graph, args.params, args.overrides)["nodes"]}
+    p = nodes["vla_policy"]["parameters"]
+    topics = Topics(image=p["image_topic"], action=p["action_topic"], gripper=p["gripper_topic"],
+                    joint_states=p["joint_states_topic"] or Topics.joint_states,
+                    instruction=p["instruction_topic"], status=p["task_status_topic"] or Topics.status)
     size = tuple(args.image_size) if args.image_size else None
-    result = bag_to_lerobot(args.bag, args.out, topics, args.rate, size, args.only_success)
+    result = bag_to_lerobot(args.bag, args.out, topics, p["control_rate_hz"], size, args.only_success)
     print(f"wrote {result['episodes']} episodes, {result['frames']} frames to {result['root']}")
     return 0

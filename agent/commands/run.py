@@ -38,10 +38,28 @@ def add_arguments(parser) -> None:
     parser.add_argument("--step-budget", type=int, default=None, help="control steps per attempt (default: the task's)")
     parser.add_argument("--image-size", type=int, default=128, help="camera image size in pixels")
     parser.add_argument("--device", default="cpu", help="torch device for the policy and the tools")
+    parser.add_argument("--tool-weights", action="append", default=[], metavar="TOOL=PATH",
+                        help="use these weights for a perception tool instead of the shipped ones (repeatable)")
     parser.add_argument("--video", default=None, help="write an MP4 with the command, steps and tool outputs drawn on")
     parser.add_argument("--log", default=None, help="write the JSON log of every step to this file")
     parser.add_argument("--rerun", default=None, help="also log the episode to this .rrd file (needs rerun-sdk)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+
+
+def tool_weights(pairs: list[str]) -> dict[str, str]:
+    """["vqa=/ckpt/vlm", ...] -> {"vqa": "/ckpt/vlm"}; names must be registered tools."""
+    from vla import did_you_mean
+    from vla.models.tools import TOOLS
+
+    out = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not path:
+            raise VLAError(f"--tool-weights takes TOOL=PATH, got {pair!r}.")
+        if name not in TOOLS:
+            raise VLAError(f"unknown tool {name!r} in --tool-weights; " + did_you_mean(name, sorted(TOOLS)))
+        out[name] = path
+    return out
 
 
 def build_session(args, first_command: str | None):
@@ -53,6 +71,7 @@ def build_session(args, first_command: str | None):
     from vla.agent.session import Session
     from vla.envs import make_env
 
+    weights = tool_weights(args.tool_weights)
     objects = [] if args.task_scene or not first_command else scene_objects(first_command)
     env = make_env(args.task_scene or "place", split=args.split, image_size=args.image_size)
     options = {"objects": objects} if objects else None
@@ -75,7 +94,8 @@ def build_session(args, first_command: str | None):
         for sink in sinks:
             sink(frame, label)
 
-    executor = Executor(env, actor, Tools(device=args.device), retries=args.retries, step_budget=args.step_budget,
+    executor = Executor(env, actor, Tools(device=args.device, weights=weights),
+                        retries=args.retries, step_budget=args.step_budget,
                         verify=args.verify, on_frame=on_frame)
     session = Session(env, executor, planner, recorder=recorder, logger=logger)
     session.start(obs)

@@ -25,6 +25,8 @@ def _plan(args) -> list[tuple[str, str]]:
 
     if args.episodes < 1:
         raise VLAError(f"--episodes must be at least 1; got {args.episodes}.")
+    if args.video and args.image_size <= 0:
+        raise VLAError("--video needs camera images; give --image-size of at least 8.")
     if args.instruction is not None:
         task = parse_instruction(args.instruction).task
         if args.task not in (None, task):

@@ -11,21 +11,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pyarrow as pa
 import torch
 
 from vla import VLAError
 from vla.agent.data.episode import Episode
 from vla.agent.data.format import EXTRA_PREFIX
-from vla.agent.data.meta import DatasetMeta, read_parquet
+from vla.agent.data.meta import DatasetMeta, column_numpy, read_parquet
 from vla.agent.data.video import FrameDecoder
-
-
-def _column(table: pa.Table, key: str) -> np.ndarray:
-    col = table.column(key).combine_chunks()
-    if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type):
-        return np.asarray(col.flatten()).reshape(len(col), -1)  # (N, D)
-    return np.asarray(col)  # (N,)
 
 
 class LeRobotDataset(torch.utils.data.Dataset):
@@ -54,18 +46,19 @@ class LeRobotDataset(torch.utils.data.Dataset):
     def _load_columns(self) -> None:
         keys = [k for k, ft in self.meta.features.items() if ft["dtype"] not in ("video", "image")]
         files = list(dict.fromkeys(self.meta.data_file(ep) for ep in self.meta.episodes))
-        tables = []
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         for path in files:
             table = read_parquet(path)
             missing = [k for k in keys if k not in table.column_names]
             if missing:
                 raise VLAError(f"{path} lacks the column(s) {', '.join(missing)} that meta/info.json declares.")
-            tables.append(table.select(keys))
-        table = pa.concat_tables(tables)
-        index = _column(table, "index")
+            for k in keys:
+                parts[k].append(column_numpy(table, k))
+        columns = {k: np.concatenate(v) for k, v in parts.items()}
+        index = columns["index"]
         order = np.argsort(index, kind="stable")
         keep = order[index[order] < self.meta.total_frames]
-        self.columns = {k: _column(table, k)[keep] for k in keys}
+        self.columns = {k: v[keep] for k, v in columns.items()}
         if not np.array_equal(self.columns["index"], np.arange(self.meta.total_frames)):
             raise VLAError(f"the data files of {self.root} do not hold frames 0..{self.meta.total_frames - 1} "
                            "that meta/info.json promises; a data parquet file is truncated or missing.")

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -33,6 +34,14 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(path, columns=columns)
     except (pa.ArrowException, OSError) as exc:
         raise VLAError(f"{path} is not a readable parquet file (truncated or corrupt: {exc}).") from None
+
+
+def column_numpy(table: pa.Table, key: str) -> np.ndarray:
+    """A parquet column as numpy: (N, D) for list columns (state, action), (N,) for scalars."""
+    col = table.column(key).combine_chunks()
+    if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type):
+        return np.asarray(col.flatten()).reshape(len(col), -1)  # (N, D)
+    return np.asarray(col)  # (N,)
 
 
 def tasks_table(tasks: list[str]) -> pa.Table:

@@ -37,7 +37,7 @@ from vla.agent.data.format import (
     temp_path,
     video_keys,
 )
-from vla.agent.data.meta import read_episodes, read_parquet, read_tasks, tasks_table
+from vla.agent.data.meta import column_numpy, read_episodes, read_parquet, read_tasks, tasks_table
 
 NUMERIC_KEYS = ("observation.state", "action", "timestamp", "frame_index", "episode_index", "index", "task_index")
 
@@ -260,12 +260,10 @@ class DatasetWriter:
         total = int(info["total_frames"])
         paths = sorted((self.root / "data").glob("*/*.parquet"))
         tables = [read_parquet(p, columns=list(NUMERIC_KEYS)) for p in paths]
-        table = pa.concat_tables(tables)
-        keep = np.asarray(table.column("index")) < total
+        index = np.concatenate([np.asarray(t.column("index")) for t in tables])
+        keep = index < total
         for key in NUMERIC_KEYS:
-            col = table.column(key).combine_chunks()
-            values = np.asarray(col.flatten()).reshape(len(col), -1) if pa.types.is_fixed_size_list(col.type) \
-                else np.asarray(col)
+            values = np.concatenate([column_numpy(t, key) for t in tables])
             out[key] = stats_mod.vector_stats(values[keep])
         return out
 

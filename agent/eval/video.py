@@ -19,18 +19,16 @@ def annotate(frame: np.ndarray, lines: list[str]) -> np.ndarray:
     band = np.zeros((18 * len(wrapped) + 8, width, 3), np.uint8)
     for i, text in enumerate(wrapped):
         cv2.putText(band, text, (6, 18 * (i + 1)), FONT, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-    out = np.concatenate([band, big], 0)
-    return out[: out.shape[0] // 2 * 2, : out.shape[1] // 2 * 2]                 # even sizes for H.264
+    return np.concatenate([band, big], 0)
 
 
 def write_episode_video(path: Path, frames: list[np.ndarray], instruction: str, success: bool, fps: int = 10) -> Path:
-    from vla.agent.data.video import encode
+    """One episode as MP4 through the env's video writer (the file appears only once complete)."""
+    from vla.envs.video import VideoWriter
 
-    label = f"{'success' if success else 'failure'}"
-    annotated = np.stack([annotate(f, [instruction, f"step {t}  {label if t == len(frames) - 1 else ''}"])
-                          for t, f in enumerate(frames)])
+    label = "success" if success else "failure"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.mp4")
-    encode(tmp, [annotated], fps)
-    tmp.replace(path)
+    with VideoWriter(path, fps=fps) as writer:
+        for t, frame in enumerate(frames):
+            writer.write(annotate(frame, [instruction, f"step {t}  {label if t == len(frames) - 1 else ''}"]))
     return path

@@ -17,7 +17,7 @@ class LoopConfig:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     seed: int = 0
-    threads: int = 2
+    threads: int = 1            # torch CPU threads (1 avoids oversubscription on a shared machine)
     log_every: int = 50
 
 

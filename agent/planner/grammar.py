@@ -29,6 +29,7 @@ _IDIOMS: tuple[tuple[str, str], ...] = (
     (r"\b(move|bring|take|get|send) (the|your) (gripper|hand|arm|fingers?|end effector) (to|towards?|over to|near)\b",
      "reach"),
     (r"\bput your (fingers?|hand|gripper) on\b", "touch"),
+    (r"\bkeep (.+?) on the table (and|while you|while) (push|slide|move|shove|nudge)(es|ing)? it\b", r"\3 \1"),
     (r"\btake hold of\b", "grab"),
     (r"\bbuild a (tower|stack) (with|using)\b", "stack"),
     (r"\bto the inside of\b", "into"),
@@ -214,8 +215,7 @@ def _question_from_tell(rest: str) -> str:
     m = re.match(r"^(if|whether) (there|it|the \w+( \w+)?) (is|are|was) (.*)$", rest)
     if m:
         return f"{m.group(4)} {m.group(2)} {m.group(5)}"
-    return re.sub(r"^(about|how many)\b", lambda mm: "how many" if mm.group(1) == "how many" else "what about",
-                  rest)
+    return "what about " + rest[len("about "):] if rest.startswith("about ") else rest
 
 
 def _verbless_put(words: list[str], raw: str) -> list[Step]:

@@ -58,7 +58,8 @@ TOWARD: set[str] = {"to", "toward", "towards"}
 FILLERS: tuple[str, ...] = ("please", "kindly", "could you", "can you", "would you", "will you",
                             "i want you to", "i'd like you to", "i would like you to", "go ahead and",
                             "now", "also", "just", "for me", "robot", "hey", "ok", "okay", "carefully",
-                            "quickly", "gently", "first", "finally", "lastly", "and then", "then", "next")
+                            "quickly", "gently", "first", "finally", "lastly", "and then", "then", "next", "and",
+                            "so", "but")
 SEPARATORS: tuple[str, ...] = (" and then ", " then ", " after that ", " afterwards ", " afterward ",
                                " next ", " finally ", " once done ", " when you are done ")
 NEGATIONS: tuple[str, ...] = ("don't", "do not", "dont", "never", "stop", "avoid", "without moving",

@@ -58,7 +58,8 @@ def read_episodes(path: str | Path, topics: Topics = Topics(), rate_hz: float = 
     done: list[_Open] = []
     cur, image, state, gripper = None, None, np.zeros(len(STATE_NAMES), np.float32), 0.0
     # Commands on the instruction topic mark episodes; a bag without any falls back to the sim's episode numbers.
-    by_instruction = any(instructions.first_manipulation(m.data) for _, _, m in read_messages(path, [topics.instruction]))
+    commands = (m.data for _, _, m in read_messages(path, [topics.instruction]))
+    by_instruction = any(instructions.first_manipulation(text) for text in commands)
     wanted = [topics.image, topics.action, topics.gripper, topics.joint_states, topics.instruction, topics.status]
     for topic, _, msg in read_messages(path, wanted):
         if topic == topics.image:

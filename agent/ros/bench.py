@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from vla.agent.ros.params import PolicyParams, SimParams
+from vla.agent.ros.rosutil import Background
 
 
 def rss_mb() -> float:
@@ -47,19 +48,6 @@ class Camera:
         self.sent += 1
 
 
-def _spin(nodes):
-    import threading
-
-    from rclpy.executors import MultiThreadedExecutor
-
-    executor = MultiThreadedExecutor(num_threads=4)
-    for node in nodes:
-        executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    return executor
-
-
 def _scene_image(size: int = 128) -> np.ndarray:
     from vla.envs import make_env
 
@@ -80,7 +68,7 @@ def run_stream(policy, rate_hz: float, seconds: float, on_sample=None, sample_ev
                                    stale_image_timeout_sec=5.0, inference_timeout_sec=10.0), policy=policy)
     camera = Camera(rgb, rate_hz)
     node.stats.latencies = __import__("collections").deque(maxlen=10**6)
-    executor = _spin([node, camera.node])
+    background = Background([node, camera.node])
     node.start_command("pick up the red block")
     start, samples, next_sample = time.monotonic(), [], 0.0
     try:
@@ -93,11 +81,9 @@ def run_stream(policy, rate_hz: float, seconds: float, on_sample=None, sample_ev
             time.sleep(0.05)
         samples.append((time.monotonic() - start, rss_mb()))
     finally:
-        executor.shutdown(timeout_sec=2.0)
+        background.stop()
         actions = node.task.steps if node.task else 0
         ms = np.array(node.stats.latencies) * 1e3
-        node.destroy_node()
-        camera.node.destroy_node()
     return {"camera_hz": rate_hz, "frames_sent": camera.sent, "actions": int(actions),
             "rate_hz": round(actions / seconds, 2),
             "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
@@ -163,7 +149,7 @@ def run_ros(policy, task: str, eps: list[tuple[int, str]], image_size: int, prog
                                    stale_image_timeout_sec=5.0, inference_timeout_sec=10.0), policy=policy)
     talker = Node("bench_talker")
     say = talker.create_publisher(String, "/vla/instruction", LATCHED_QOS)
-    executor = _spin([sim, node, talker])
+    background = Background([sim, node, talker])
     results = []
     try:
         for seed, text in eps:
@@ -177,9 +163,7 @@ def run_ros(policy, task: str, eps: list[tuple[int, str]], image_size: int, prog
             if progress:
                 progress()
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        for n in (sim, node, talker):
-            n.destroy_node()
+        background.stop()
     return results
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 
 from vla.agent.ros import graph as G
@@ -53,34 +52,27 @@ def single(executable: str, params_file=None, overrides=()) -> dict:
 def run(description: dict, duration: float | None = None, instruction: str = "") -> None:
     """Initialise rclpy, start the nodes, optionally publish one instruction, spin until Ctrl-C or `duration`."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from std_msgs.msg import String
 
-    from vla.agent.ros.rosutil import LATCHED_QOS
+    from vla.agent.ros.rosutil import LATCHED_QOS, Background
 
     rclpy.init(args=["vla"])  # not sys.argv: those are the vla CLI's arguments
-    executor = MultiThreadedExecutor(num_threads=4)
-    nodes = []
+    background = None
     try:
         nodes = build_nodes(description)
-        for node in nodes:
-            executor.add_node(node)
+        background = Background(nodes)
         if instruction:
             topic = next(n["parameters"]["instruction_topic"] for n in description["nodes"])
-            pub = nodes[0].create_publisher(String, topic, LATCHED_QOS)
-            pub.publish(String(data=instruction))
+            nodes[0].create_publisher(String, topic, LATCHED_QOS).publish(String(data=instruction))
         names = ", ".join(n.get_name() for n in nodes)
         print(f"running {description['graph']}: {names} (ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}); "
               "Ctrl-C to stop", file=sys.stderr)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
         end = time.monotonic() + duration if duration else float("inf")
-        while spinner.is_alive() and time.monotonic() < end:
+        while background.alive() and time.monotonic() < end:
             time.sleep(0.1)
     except KeyboardInterrupt:
         pass
     finally:
-        executor.shutdown(timeout_sec=2.0)
-        for node in nodes:
-            node.destroy_node()
+        if background is not None:
+            background.stop()
         rclpy.try_shutdown()

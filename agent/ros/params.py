@@ -58,7 +58,8 @@ class PolicyParams:
 
     def check(self) -> None:
         if self.output_mode not in OUTPUT_MODES:
-            raise VLAError(f"output_mode {self.output_mode!r} is not known; " + did_you_mean(self.output_mode, OUTPUT_MODES))
+            raise VLAError(f"output_mode {self.output_mode!r} is not known; "
+                           + did_you_mean(self.output_mode, OUTPUT_MODES))
         if self.output_mode == "joint" and not self.joint_names:
             raise VLAError("output_mode 'joint' needs joint_names (one name per joint the policy commands).")
         _positive(self, "control_rate_hz", "stale_image_timeout_sec", "inference_timeout_sec", "task_timeout_sec")
@@ -94,7 +95,8 @@ class SimParams:
 
     def check(self) -> None:
         if self.input_mode not in ("raw", "twist"):
-            raise VLAError(f"input_mode {self.input_mode!r} is not known; " + did_you_mean(self.input_mode, ("raw", "twist")))
+            raise VLAError(f"input_mode {self.input_mode!r} is not known; "
+                           + did_you_mean(self.input_mode, ("raw", "twist")))
         _positive(self, "camera_rate_hz", "control_rate_hz")
         if len(self.image_size) != 2 or min(self.image_size) <= 0:
             raise VLAError(f"image_size must be [width, height] with positive values, got {self.image_size}.")

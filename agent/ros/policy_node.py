@@ -193,8 +193,12 @@ class PolicyNode(Node):
             self.generation += 1
             self.task = Task(text, self.generation, now_sec(self))
             self.last_submitted = self.frame.stamp if self.frame else -1.0  # act on frames newer than the command
-            self.policy.reset()
+            self._reset_policy()
             self._publish_status()
+
+    def _reset_policy(self) -> None:
+        """Reset on the worker, after any inference in flight, so an old chunk cannot refill the action queue."""
+        self.worker.submit(self.policy.reset)
 
     def cancel(self, state: str = "cancelled", halt: bool = True) -> None:
         """Stop the running command and drop the rest of its plan."""
@@ -325,7 +329,7 @@ class PolicyNode(Node):
         with self.lock:
             self.cancel("cancelled")
             self.gate.reset()
-            self.policy.reset()
+            self._reset_policy()
             self._publish_status()
         response.success, response.message = True, "reset: e-stop cleared, disarmed, no task"
         return response

@@ -91,3 +91,29 @@ def spin(nodes, *, threads: int = 3) -> None:
         if rclpy.ok():
             rclpy.try_shutdown()
 
+
+class Background:
+    """Spin `nodes` on a multi-threaded executor in a daemon thread; `stop()` joins it, then destroys them."""
+
+    def __init__(self, nodes, threads: int = 4):
+        import threading
+
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.nodes = list(nodes)
+        self.executor = MultiThreadedExecutor(num_threads=threads)
+        for node in self.nodes:
+            self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self) -> None:
+        # Join the spin thread before destroying nodes, or its last wait touches destroyed handles.
+        self.executor.shutdown(timeout_sec=10.0)
+        self.thread.join(timeout=10.0)
+        for node in self.nodes:
+            node.destroy_node()
+

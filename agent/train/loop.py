@@ -90,8 +90,8 @@ class MetricLog:
             self.writer.close()
 
 
-def _start(cfg: PolicyConfig, data: TrainingData, run_dir: Path, resume: bool):
-    """(policy, optimizer, first step): fresh, or restored from the newest checkpoint in run_dir."""
+def _start(cfg: PolicyConfig, data: TrainingData, run_dir: Path, resume: bool, device: torch.device):
+    """(policy on device, optimizer, first step, checkpoint): fresh, or the newest checkpoint in run_dir."""
     last = latest_checkpoint(run_dir) if resume else None
     if last is None:
         if cfg.model.ground_colors and not cfg.model.word_rgb:
@@ -99,9 +99,9 @@ def _start(cfg: PolicyConfig, data: TrainingData, run_dir: Path, resume: bool):
 
             cfg.model.word_rgb = {name: [float(c) for c in rgba[:3]] for name, rgba in COLORS.items()}
         torch.manual_seed(cfg.train.seed)
-        policy = VLAPolicy.create(cfg, data.stats, data.tasks)
+        policy = VLAPolicy.create(cfg, data.stats, data.tasks).to(device)
         return policy, _optimizer(policy.net, cfg.train), 0, None
-    policy = load_policy(last)
+    policy = load_policy(last, device=str(device))
     policy.cfg.train = cfg.train                     # the schedule/length may be extended on resume
     opt = _optimizer(policy.net, cfg.train)
     from vla.models.checkpoint import read_checkpoint
@@ -122,8 +122,7 @@ def train_policy(cfg: PolicyConfig, data: TrainingData, run_dir: str | Path, res
     device = _device(cfg, local_rank)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    policy, opt, step, resumed = _start(cfg, data, run_dir, resume)
-    policy.to(device)
+    policy, opt, step, resumed = _start(cfg, data, run_dir, resume, device)
     net = policy.net
     model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and tc.bf16 else nullcontext()

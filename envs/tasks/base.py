@@ -15,6 +15,11 @@ from vla.envs import vocab
 from vla.envs.splits import Split
 from vla.envs.world import ObjectSpec, World
 
+
+class PlacementError(VLAError):
+    """Sampling could not fit the scene on the table (the env resamples)."""
+
+
 X_RANGE = (0.35, 0.65)
 Y_RANGE = (-0.25, 0.25)
 
@@ -27,7 +32,7 @@ class Ref:
     shape: str
     size: str | None = None
     relation: str | None = None  # "left of" | "right of"
-    landmark: "Ref | None" = None
+    landmark: Ref | None = None
     oid: int = 0
 
     def text(self) -> str:
@@ -45,13 +50,13 @@ class Sampler:
         self.specs: list[ObjectSpec] = []
         self.keepout: list[tuple[float, float, float, float]] = []  # (x0, x1, y0, y1) kept free, e.g. push paths
 
-    def color(self, shape: str, combo: bool = False, exclude: tuple[str, ...] = ()) -> str:
+    def color(self, shape: str, combo: bool = False) -> str:
         """A colour for a new named object: allowed by the split, and not worn by another object of its shape."""
         worn = {o.color for o in self.specs if o.shape == shape}
-        options = [c for c in self.split.named_colors if c not in exclude and c not in worn
+        options = [c for c in self.split.named_colors if c not in worn
                    and (not combo or self.split.allows_combo(self.task, c, shape))]
         if not options:
-            raise VLAError(f"no colour allowed for a {shape} in split {self.split.name!r} of task {self.task!r}.")
+            raise PlacementError(f"no colour allowed for a {shape} in split {self.split.name!r} of task {self.task!r}.")
         return str(self.rng.choice(options))
 
     def named(self, shape: str, combo: bool = False, grounding: bool = True, **where) -> Ref:
@@ -106,7 +111,7 @@ class Sampler:
             if self.free(spec):
                 self.specs.append(spec)
                 return len(self.specs)
-        raise VLAError("could not place all objects on the table; use fewer objects.")
+        raise PlacementError("could not place all objects on the table; use fewer objects.")
 
     def free(self, spec: ObjectSpec) -> bool:
         r = spec.footprint()
@@ -128,7 +133,7 @@ class Sampler:
                 continue
             try:
                 self.add(color, shape, self.size(shape))
-            except VLAError:
+            except PlacementError:
                 return
             taken.add((color, shape))
 

@@ -72,7 +72,7 @@ def test_bad_input_gets_one_sentence_and_exit_2(argv, needle, capsys):
 
 
 def test_bench_sim_json_keys(capsys):
-    assert main(["bench", "sim", "--steps", "10", "--episodes", "1", "--json"]) == 0
+    assert main(["bench", "sim", "--steps", "10", "--episodes", "1", "--ik-targets", "2", "--json"]) == 0
     data = _last_json(capsys)
     for key in ("rgb128_steps_per_s", "state_steps_per_s", "stock_rgb128_steps_per_s", "ratio_vs_stock",
                 "oracle_episodes_per_min"):

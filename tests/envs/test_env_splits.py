@@ -1,7 +1,6 @@
 """The generalisation splits are disjoint by construction, and sampled episodes respect them."""
 import itertools
 
-import numpy as np
 import pytest
 
 from vla.envs import SPLITS, TASKS, make_env, vocab
@@ -43,8 +42,8 @@ def test_sampled_episodes_respect_their_split(task):
     for split in SPLITS:
         env = make_env(task, split=split, image_size=0)
         instructions[split] = set()
-        for seed in range(6):
-            obs, info = env.reset(seed=seed)
+        for seed in range(4):
+            _, info = env.reset(seed=seed)
             instructions[split].add(info["instruction"])
             named = _named_colors(env)
             scene = {o["color"] for o in env.scene_annotation()["objects"]}

@@ -4,14 +4,14 @@ import pytest
 
 from vla import VLAError
 from vla.envs import SPLITS, TASKS, make_env, parse_instruction, vocab
-from vla.envs.tasks.base import Sampler
 from vla.envs.splits import get_split
+from vla.envs.tasks.base import Sampler
 
 
 def _oracle_episode(env, seed, options=None):
     env.reset(seed=seed, options=options)
     for _ in range(env.max_steps):
-        _, reward, terminated, truncated, info = env.step(env.oracle_action())
+        _, _, terminated, truncated, info = env.step(env.oracle_action())
         if terminated or truncated:
             return info
     return info

@@ -64,6 +64,18 @@ def test_preset_forward_backward_save_load(preset, decoding, tmp_path):
     assert all(torch.equal(before[k], v) for k, v in loaded.net.state_dict().items())
 
 
+def test_mlp_bridge_ablation_feeds_every_patch_and_round_trips(tmp_path):
+    policy = tiny_policy(extra=("model.bridge.kind=mlp",))
+    b = batch(policy)
+    ids, mask = policy.net.encode_text(b["task"], "cpu")
+    embeds, _ = policy.net.prefix(b["observation.images.front"], b["observation.state"], ids, mask)
+    assert embeds.shape[1] == policy.net.vision.num_tokens + 1 + ids.shape[1]          # 4 patches, not queries
+    loss, _ = policy.forward(b)
+    loss.backward()
+    policy.save(tmp_path / "mlp")
+    assert np.array_equal(load_policy(tmp_path / "mlp").predict_chunk(obs()), policy.predict_chunk(obs()))
+
+
 def test_fp16_export_is_smaller_and_predicts_alike(tmp_path):
     policy = tiny_policy()
     policy.save(tmp_path / "fp32")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import pytest
@@ -42,25 +41,6 @@ def tiny_policy(tiny_policy_dir):
     return load_policy(tiny_policy_dir)
 
 
-class Spinner:
-    """A multi-threaded executor spinning the given nodes in a background thread."""
-
-    def __init__(self, *nodes):
-        from rclpy.executors import MultiThreadedExecutor
-
-        self.nodes = list(nodes)
-        self.executor = MultiThreadedExecutor(num_threads=4)
-        for node in self.nodes:
-            self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=2.0)
-        for node in self.nodes:
-            node.destroy_node()
-
-
 def wait_for(cond, timeout: float, step: float = 0.02) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -72,12 +52,15 @@ def wait_for(cond, timeout: float, step: float = 0.02) -> bool:
 
 @pytest.fixture
 def spinner():
+    """`spinner(node, ...)` spins real nodes in the background for the test; stopped and destroyed after."""
+    from vla.agent.ros.rosutil import Background
+
     made = []
 
     def make(*nodes):
-        made.append(Spinner(*nodes))
+        made.append(Background(nodes))
         return made[-1]
 
     yield make
-    for s in made:
-        s.close()
+    for background in made:
+        background.stop()

@@ -24,6 +24,7 @@ def test_msgdef_carries_every_dependency_once():
     assert text.count("MSG: std_msgs/Header") == 1 and text.count("MSG: builtin_interfaces/Time") == 1
 
 
+@pytest.mark.slow
 def test_record_loop_then_convert_to_lerobot(rclpy_ctx, spinner, tiny_policy, tmp_path):
     from mcap.reader import make_reader
 
@@ -35,8 +36,8 @@ def test_record_loop_then_convert_to_lerobot(rclpy_ctx, spinner, tiny_policy, tm
 
     sim = SimRobotNode(SimParams(task="pick", seed=2, image_size=[64, 64], camera_rate_hz=20.0))
     policy = PolicyNode(PolicyParams(dry_run=False, start_armed=True, joint_states_topic="/joint_states",
-                                     task_status_topic="/vla/task_status", task_timeout_sec=2.0,
-                                     stale_image_timeout_sec=2.0, inference_timeout_sec=5.0), policy=tiny_policy)
+                                     task_status_topic="/vla/task_status", task_timeout_sec=4.0,
+                                     stale_image_timeout_sec=5.0, inference_timeout_sec=5.0), policy=tiny_policy)
     talker = Node("talker")
     say = talker.create_publisher(String, "/vla/instruction", LATCHED_QOS)
     spinner(sim, policy, talker)

@@ -14,7 +14,8 @@ def _yaml(tmp_path, text):
 
 def test_file_then_overrides_with_ros_yaml_typing(tmp_path):
     path = _yaml(tmp_path, "/**:\n  ros__parameters:\n    control_rate_hz: 5\n"
-                           "vla_policy:\n  ros__parameters:\n    output_mode: twist\n    action_low: [-1, -1, -1, -1, 0]\n")
+                           "vla_policy:\n  ros__parameters:\n    output_mode: twist\n"
+                           "    action_low: [-1, -1, -1, -1, 0]\n")
     p = P.resolve("vla_policy", path, ["dry_run:=false", "control_rate_hz:=30", "joint_names:=[a, b]"])
     assert p.output_mode == "twist" and p.dry_run is False
     assert p.control_rate_hz == 30.0 and isinstance(p.control_rate_hz, float)

@@ -9,6 +9,7 @@ from conftest import wait_for
 
 pytest.importorskip("rclpy")
 
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
@@ -25,8 +26,10 @@ class Peer:
 
     def __init__(self, name="peer"):
         self.node = Node(name)
-        self.actions, self.answers, self.responses = [], [], []
-        self.node.create_subscription(Float64MultiArray, "/vla/action", lambda m: self.actions.append(list(m.data)), 100)
+        self.actions, self.answers, self.responses, self.diagnostics = [], [], [], []
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+        self.node.create_subscription(Float64MultiArray, "/vla/action",
+                                      lambda m: self.actions.append(list(m.data)), 100)
         self.node.create_subscription(String, "/vla/answer", lambda m: self.answers.append(json.loads(m.data)), 10)
         self.node.create_subscription(String, "/vla/perception/response",
                                       lambda m: self.responses.append(json.loads(m.data)), 10)
@@ -53,7 +56,8 @@ class Peer:
 
 
 def _node(tiny_policy, **kw):
-    params = dict(dry_run=False, start_armed=True, control_rate_hz=20.0, stale_image_timeout_sec=1.0,
+    # Generous stale timeout: on a loaded CI core one tiny-policy forward can take over a second.
+    params = dict(dry_run=False, start_armed=True, control_rate_hz=20.0, stale_image_timeout_sec=4.0,
                   inference_timeout_sec=5.0, halt_repeats=3)
     params.update(kw)
     return PolicyNode(PolicyParams(**params), policy=tiny_policy)
@@ -72,13 +76,16 @@ def test_commands_produce_finite_clipped_actions_and_status(rclpy_ctx, spinner, 
     peer.say("pick up the red block")
     assert wait_for(lambda: node.running(), 5)
     _stream(peer, 2.0)
-    assert wait_for(lambda: len(peer.actions) >= 3, 10)
+    assert wait_for(lambda: node.status()["step"] >= 3, 20)
     a = np.array(peer.actions)
     assert np.all(np.isfinite(a)) and a.shape[1] == 5
     assert np.all(a >= np.array(node.p.action_low) - 1e-9) and np.all(a <= np.array(node.p.action_high) + 1e-9)
     status = node.status()
     assert status["armed"] and status["task"]["state"] == "running" and status["step"] >= 3
     assert status["latency_ms"]["p50"] is not None
+    assert wait_for(lambda: peer.diagnostics, 3)  # 1 Hz diagnostics
+    diag = peer.diagnostics[-1].status[0]
+    assert diag.hardware_id == "vla_policy" and {kv.key for kv in diag.values} >= {"armed", "rate_hz", "halts"}
 
 
 def test_nan_actions_never_cross_the_topic(rclpy_ctx, spinner, tiny_policy):
@@ -102,22 +109,23 @@ def test_nan_actions_never_cross_the_topic(rclpy_ctx, spinner, tiny_policy):
 
 
 def test_stale_images_halt_within_the_timeout_then_silence(rclpy_ctx, spinner, tiny_policy):
-    node, peer = _node(tiny_policy, stale_image_timeout_sec=0.5), Peer()
+    node, peer = _node(tiny_policy, stale_image_timeout_sec=1.0), Peer()
     spinner(node, peer.node)
     peer.say("pick up the red block")
     _stream(peer, 1.5)
     assert wait_for(lambda: node.status()["published"] >= 2, 10)
-    stopped, before = time.monotonic(), len(peer.actions)
+    stopped = time.monotonic()
     assert wait_for(lambda: node.gate.fault == "stale image", 3)
-    assert time.monotonic() - stopped < 0.5 + 0.3  # timeout + a control period + slack
+    assert time.monotonic() - stopped < 1.0 + 0.5  # the timeout + a control period + slack for a busy CPU
     assert wait_for(lambda: node.status()["halts"] >= 3, 2)
     time.sleep(0.5)
-    tail = peer.actions[before:]
-    halts = [a for a in tail if np.allclose(a[:4], 0)]
-    assert len(halts) >= 3  # halts went out ...
+    assert len(peer.actions) >= 3 and all(np.allclose(a[:4], 0) for a in peer.actions[-3:])  # halts went out
     count = len(peer.actions)
     time.sleep(0.5)
     assert len(peer.actions) == count  # ... and then the node went silent
+    peer.frame(age=2.0)  # a frame that is already old does not wake it up
+    time.sleep(0.3)
+    assert len(peer.actions) == count
 
 
 def test_estop_latches_and_reset_clears(rclpy_ctx, spinner, tiny_policy):

@@ -18,6 +18,7 @@ from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 
+@pytest.mark.slow
 def test_vla_ros_up_sim_runs_the_loop_in_another_process(rclpy_ctx, spinner, tiny_policy_dir):
     cmd = [sys.executable, "-m", "vla.agent.cli", "ros", "up", "sim", "-p", f"policy:={tiny_policy_dir}",
            "-p", "task_timeout_sec:=120.0", "-p", "image_size:=[64, 64]", "--instruction", "pick up the red block",

@@ -2,7 +2,6 @@
 import json
 import time
 
-import numpy as np
 import pytest
 
 from conftest import wait_for
@@ -58,12 +57,12 @@ def test_closed_loop_sim_and_policy_run_in_lockstep_and_time_out(rclpy_ctx, spin
 
     sim = SimRobotNode(SimParams(task="pick", seed=1, image_size=[64, 64], camera_rate_hz=20.0))
     policy = PolicyNode(PolicyParams(dry_run=False, start_armed=True, joint_states_topic="/joint_states",
-                                     task_status_topic="/vla/task_status", task_timeout_sec=3.0,
-                                     stale_image_timeout_sec=2.0, inference_timeout_sec=5.0), policy=tiny_policy)
+                                     task_status_topic="/vla/task_status", task_timeout_sec=6.0,
+                                     stale_image_timeout_sec=5.0, inference_timeout_sec=5.0), policy=tiny_policy)
     watch = Watcher()
     spinner(sim, policy, watch.node)
     watch.instruction_pub.publish(String(data="pick up the green block"))
-    assert wait_for(lambda: policy.task is not None and policy.task.state == "timed_out", 20)
+    assert wait_for(lambda: policy.task is not None and policy.task.state == "timed_out", 30)
     steps = policy.task.steps
     assert steps >= 2 and sim.step_count >= steps - 1  # each published action stepped the scene once ...
     assert sim.step_count <= policy.stats.published  # ... and nothing else did (halts count as commands)

@@ -1,0 +1,75 @@
+"""Put every perception-tool measurement together into the `vla eval tools` report (one JSON-able dict)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from vla.agent.perception import evaluate as ev
+from vla.agent.perception.scenes import load_set
+
+
+def _latency_ms(image: np.ndarray, weights: dict, repeats: int = 5) -> dict:
+    """Median milliseconds per call of each registered tool on one scene image (after one warm-up call)."""
+    from vla.models.tools import get_tool
+
+    calls = {"classify": {"image": image, "labels": ["red block", "blue bowl", "green cylinder"]},
+             "locate": {"image": image, "text": "the red block"},
+             "caption": {"image": image}, "vqa": {"image": image, "question": "how many bowls are there?"},
+             "generate": {"prompt": "a red block in a green bowl", "steps": 25}}
+    out = {}
+    for name, inputs in calls.items():
+        tool = get_tool(name, weights=weights[name])
+        tool(**inputs)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            tool(**inputs)
+            times.append(time.perf_counter() - start)
+        out[name] = round(1000 * float(np.median(times)), 2)
+    return out
+
+
+def evaluate_tools(clip_w: str, vlm_w: str, diffusion_w: str, scenes: str = "heldout", n_diffusion: int = 32) -> dict:
+    from vla.models.clip import load_clip
+    from vla.models.diffusion import load_diffusion
+    from vla.models.vlm import load_vlm
+
+    data, unseen = load_set(scenes), load_set("unseen_colors")
+    clip, vlm, diffusion = load_clip(clip_w), load_vlm(vlm_w), load_diffusion(diffusion_w)
+    zero = ev.eval_clip_zero_shot(clip, data)
+    zero_unseen = ev.eval_clip_zero_shot(clip, unseen, colors=ev.qa_data.COLORS)
+    baseline = ev.QuestionOnly(vlm.extra["baseline.json"]) if "baseline.json" in getattr(vlm, "extra", {}) else None
+    vqa = ev.eval_vqa(vlm, data, baseline)
+    caps = ev.eval_captions(vlm, data)
+    diff = ev.eval_diffusion(diffusion, vlm, data, n=n_diffusion)
+    weights = {"classify": clip_w, "locate": clip_w, "caption": vlm_w, "vqa": vlm_w, "generate": diffusion_w}
+    return {
+        "clip_zero_shot_acc": zero["acc"], "clip_zero_shot_color_acc": zero["color_acc"],
+        "clip_zero_shot_shape_acc": zero["shape_acc"], "clip_zero_shot_n": zero["n"],
+        "clip_zero_shot_acc_unseen_colors": zero_unseen["acc"],
+        "clip_retrieval_r1": ev.eval_clip_retrieval(clip, data), "clip_locate_acc": ev.eval_clip_locate(clip, data),
+        "vqa_acc": vqa["acc"], "vqa_question_only_acc": vqa.get("question_only_acc"), "vqa_acc_by_type": vqa["by_type"],
+        "vqa_n": vqa["n"], "vqa_acc_unseen_colors": ev.eval_vqa(vlm, unseen, None)["acc"],
+        "caption_precision": caps["precision"], "caption_recall": caps["recall"],
+        "diffusion_attr_acc": diff["attr_acc"], "diffusion_object_acc": diff["object_acc"],
+        "diffusion_images_per_s": diff["images_per_s"], "ms_per_call": _latency_ms(data["images"][0], weights),
+        "scenes": {"name": scenes, "n": len(data["images"]), "unseen_colors_n": len(unseen["images"])},
+    }
+
+
+def print_report(r: dict) -> None:
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+    print(f"held-out scenes: {r['scenes']['n']} (+{r['scenes']['unseen_colors_n']} with unseen colours)")
+    print(f"CLIP zero-shot colour+shape: {pct(r['clip_zero_shot_acc'])} (colour {pct(r['clip_zero_shot_color_acc'])}, "
+          f"shape {pct(r['clip_zero_shot_shape_acc'])}, n={r['clip_zero_shot_n']}); unseen colours "
+          f"{pct(r['clip_zero_shot_acc_unseen_colors'])}")
+    print(f"CLIP text->image R@1: {pct(r['clip_retrieval_r1'])}; locate (centre in object box): "
+          f"{pct(r['clip_locate_acc'])}")
+    print(f"VQA exact match: {pct(r['vqa_acc'])} (question-only baseline {pct(r['vqa_question_only_acc'])}, "
+          f"n={r['vqa_n']}); unseen colours {pct(r['vqa_acc_unseen_colors'])}")
+    print("  by type: " + ", ".join(f"{t} {pct(v)}" for t, v in r["vqa_acc_by_type"].items()))
+    print(f"captions: attribute precision {r['caption_precision']:.3f}, recall {r['caption_recall']:.3f}")
+    print(f"diffusion: all described objects recognised in {pct(r['diffusion_attr_acc'])} of images "
+          f"(per object {pct(r['diffusion_object_acc'])}); {r['diffusion_images_per_s']:.2f} images/s")
+    print("ms per call: " + ", ".join(f"{k} {v:.1f}" for k, v in r["ms_per_call"].items()))

@@ -1,0 +1,94 @@
+"""Diffusion: every preset trains a step, saves and loads (same samples after reload); a tiny Stable Diffusion
+pipeline directory runs through diffusers; long prompts and wrong checkpoints are refused."""
+import json
+import string
+
+import numpy as np
+import pytest
+import torch
+
+from vla import VLAError
+from vla.agent.perception.runs import load_run, presets
+from vla.models.clip import ClipConfig, new_clip
+from vla.models.diffusion import load_diffusion, new_diffusion
+from vla.models.tools import get_tool
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest single-threaded; restore torch's setting for the rest of the suite."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+CLIP = ClipConfig(embed_dim=16, image_size=32, patch_size=8, vision_width=32, vision_layers=1, head_width=16,
+                  text_width=16, text_layers=1, text_heads=2, context_length=12)
+
+
+@pytest.mark.parametrize("preset", presets("diffusion"))
+def test_every_preset_trains_saves_and_loads(preset, tmp_path):
+    run = load_run("diffusion", preset)
+    run.model.image_size = min(run.model.image_size, 16)
+    diff = new_diffusion(run.model, new_clip(CLIP, ["a red block in a green bowl"]))
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    loss = diff.loss(x, diff.encode(["a red block", ""]), torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is None for p in diff.clip.model.parameters())  # the text encoder stays frozen
+    diff.save(tmp_path / "d", half=False)
+    again = load_diffusion(str(tmp_path / "d"))
+    a = diff.generate_batch(["a red block"], seed=3, steps=2)
+    np.testing.assert_array_equal(again.generate_batch(["a red block"], seed=3, steps=2), a)
+    assert a.shape == (1, 16, 16, 3) and a.dtype == np.uint8
+
+
+def test_prompt_too_long_and_wrong_checkpoint(tmp_path):
+    diff = new_diffusion(load_run("diffusion", "debug").model, new_clip(CLIP, ["a red block"]))
+    with pytest.raises(VLAError, match="at most 11"):
+        diff.generate("red " * 30, steps=1)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "config.json").write_text(json.dumps({"tool": "clip"}))
+    with pytest.raises(VLAError, match="for the 'clip' tool, not for 'diffusion'"):
+        load_diffusion(str(tmp_path / "c"))
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory):
+    """A tiny Stable Diffusion pipeline (VAE, CLIP text model with a letter-level BPE vocab, UNet) on disk."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    root = tmp_path_factory.mktemp("sd")
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):
+        for c in string.ascii_lowercase:
+            vocab[c + suffix] = len(vocab)
+    (root / "vocab.json").write_text(json.dumps(vocab))
+    (root / "merges.txt").write_text("#version: 0.2\n")
+    torch.manual_seed(0)
+    tok = CLIPTokenizer(str(root / "vocab.json"), str(root / "merges.txt"), model_max_length=16)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32,
+                                        num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=16,
+                                        bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32),
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), layers_per_block=1,
+                                cross_attention_dim=16, attention_head_dim=2, norm_num_groups=8)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
+                        norm_num_groups=8, sample_size=16)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=DDIMScheduler(),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(root / "pipe")
+    return root / "pipe"
+
+
+def test_stable_diffusion_directory_runs_through_the_tool(tiny_sd):
+    tool = get_tool("generate", weights=str(tiny_sd))
+    image = tool(prompt="a red block", steps=2, seed=1)["image"]
+    assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+    np.testing.assert_array_equal(tool(prompt="a red block", steps=2, seed=1)["image"], image)
+    with pytest.raises(VLAError, match="at most 16"):
+        tool(prompt="a very long prompt indeed", steps=1)

@@ -1,0 +1,112 @@
+"""Captioning/VQA: every preset trains a step, saves and loads; greedy generation is deterministic; a tiny
+Hugging Face BLIP-2 directory runs through transformers; wrong checkpoints and long questions are refused."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vla import VLAError
+from vla.agent.perception.runs import load_run, presets
+from vla.models.tools import get_tool
+from vla.models.vlm import CAPTION_PROMPT, load_vlm, new_vlm
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest single-threaded; restore torch's setting for the rest of the suite."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+SENTENCES = ["a small red block in a green bowl", "what colour is the bowl? green", "is there a red block? yes"]
+
+
+def _images(n=2, size=40):
+    return np.random.default_rng(0).integers(0, 255, (n, size, size, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("preset", presets("vlm"))
+def test_every_preset_trains_saves_and_loads(preset, tmp_path):
+    run = load_run("vlm", preset)
+    run.model.vision.weights = None
+    vlm = new_vlm(run.model, SENTENCES)
+    vlm.net.train()
+    loss, metrics = vlm.net(_images(), [CAPTION_PROMPT, "what colour is the bowl?"],
+                            ["a small red block in a green bowl", "green"])
+    loss.backward()
+    assert torch.isfinite(loss) and 0 <= float(metrics["token_acc"]) <= 1
+    assert vlm.net.bridge.query_tokens.grad.abs().sum() > 0
+    vlm.net.eval()
+    vlm.save(tmp_path / "vlm", half=False, extra={"baseline.json": {"question": {}, "type": {}}})
+    again = load_vlm(str(tmp_path / "vlm"))
+    assert again.captions(_images()) == vlm.captions(_images())
+    assert again.extra["baseline.json"] == {"question": {}, "type": {}}
+
+
+def test_generation_learns_a_fixed_answer():
+    run = load_run("vlm", "debug")
+    vlm = new_vlm(run.model, SENTENCES)
+    opt = torch.optim.AdamW(vlm.net.parameters(), lr=3e-3)
+    for _ in range(30):
+        loss, _ = vlm.net(_images(), ["what colour is the bowl?"] * 2, ["green"] * 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    vlm.net.eval()
+    assert vlm.answers(_images(), ["what colour is the bowl?"] * 2) == ["green", "green"]
+
+
+def test_bad_questions_and_wrong_checkpoint(tmp_path):
+    run = load_run("vlm", "debug")
+    vlm = new_vlm(run.model, SENTENCES)
+    with pytest.raises(VLAError, match="1 to 16 words"):
+        vlm.answer(_images(1)[0], "is " * 30)
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "clip" / "config.json").write_text(json.dumps({"tool": "clip"}))
+    with pytest.raises(VLAError, match="for the 'clip' tool, not for 'vlm'"):
+        load_vlm(str(tmp_path / "clip"))
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(VLAError, match="blip-2 or llava"):
+        load_vlm(str(tmp_path / "bert"))
+
+
+@pytest.fixture(scope="module")
+def tiny_blip2(tmp_path_factory):
+    """A tiny BLIP-2 (ViT -> Q-Former -> OPT) with its processor, saved as a Hugging Face directory."""
+    from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, Blip2QFormerConfig,
+                              Blip2VisionConfig, BlipImageProcessor, OPTConfig)
+
+    from vla.models.llm import build_word_tokenizer
+
+    tok = build_word_tokenizer(["question: what colour is the bowl? answer: red green a block"])
+    tok.add_special_tokens({"bos_token": "</s>", "eos_token": "</s>"})
+    proc = Blip2Processor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tok,
+                          num_query_tokens=4)
+    cfg = Blip2Config(
+        vision_config=Blip2VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, image_size=32, patch_size=8).to_dict(),
+        qformer_config=Blip2QFormerConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                          intermediate_size=64, encoder_hidden_size=32).to_dict(),
+        text_config=OPTConfig(hidden_size=32, num_hidden_layers=1, ffn_dim=64, num_attention_heads=2,
+                              vocab_size=len(tok), word_embed_proj_dim=32, max_position_embeddings=64,
+                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                              pad_token_id=tok.pad_token_id).to_dict(),
+        num_query_tokens=4, image_token_index=tok.convert_tokens_to_ids(str(proc.image_token)))
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("blip2") / "blip2"
+    Blip2ForConditionalGeneration(cfg).save_pretrained(path)
+    proc.save_pretrained(path)
+    return path
+
+
+def test_hf_blip2_directory_runs_through_the_tools(tiny_blip2):
+    vlm = load_vlm(str(tiny_blip2))
+    assert type(vlm.model).__name__ == "Blip2ForConditionalGeneration"
+    answer = get_tool("vqa", weights=str(tiny_blip2))(image=_images(1)[0], question="what colour is the bowl?")
+    assert isinstance(answer["answer"], str)
+    assert answer == get_tool("vqa", weights=str(tiny_blip2))(image=_images(1)[0], question="what colour is the bowl?")
+    assert isinstance(get_tool("caption", weights=str(tiny_blip2))(image=_images(1)[0])["caption"], str)
