@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from vla import VLAError
+from vla.agent.planner.canonical import rephrase
 from vla.agent.planner.steps import Step
 
 VERIFY_MODES = ("env", "vqa")
@@ -81,7 +82,7 @@ class Tools:
 #: a yes/no question per task that a VQA model can answer from the final frame.
 CHECK_QUESTIONS = {
     "place": "is {obj} in {bowl}?", "put_all": "are all the {color} blocks in {bowl}?",
-    "stack": "is {obj} on {base}?", "pick": "is the robot holding {obj}?",
+    "stack": "is {obj} on {base}?", "pick": "is the gripper holding {obj}?",
     "push": "is {obj} on the {side} side of the table?", "reach": "is the gripper touching {obj}?",
 }
 
@@ -112,6 +113,7 @@ class Executor:
         env_steps, attempts, success, check = 0, 0, False, {}
         for attempts in range(1, self.retries + 2):
             try:
+                step.instruction = self._current_words(step)
                 obs, info = self.env.unwrapped.set_instruction(step.instruction)
             except VLAError as exc:  # the scene no longer fits the step: report it, never crash the session
                 return StepRecord("manipulate", f"policy:{self.actor.name}", {"instruction": step.instruction},
@@ -142,6 +144,11 @@ class Executor:
                           {"instruction": step.instruction, "objects": dict(step.objects)}, output, success,
                           _ms(start), said)
 
+    def _current_words(self, step: Step) -> str:
+        """The step's canonical instruction for the scene as it is now: objects move between steps and attempts,
+        so "the red block left of the blue bowl" may need other words to pick out the same object."""
+        return rephrase(step, self.env.unwrapped.scene_annotation())
+
     def _verify(self, step: Step, env_success: bool) -> tuple[bool, dict]:
         if self.verify == "env":
             return env_success, {"env_success": env_success}
@@ -158,6 +165,7 @@ class Executor:
         start = time.perf_counter()
         undone = []
         for step in steps:
+            step.instruction = self._current_words(step)
             if self.verify == "env":
                 try:
                     self.obs, info = self.env.unwrapped.set_instruction(step.instruction)
@@ -172,7 +180,7 @@ class Executor:
         return StepRecord("verify", self.verify, {"instructions": [s.instruction for s in steps]},
                           {"undone": undone}, not undone, _ms(start), said)
 
-    def use_tool(self, step: Step, before: np.ndarray | None = None) -> StepRecord:
+    def use_tool(self, step: Step) -> StepRecord:
         """A question, description, localisation, imagination or recall step through its tool."""
         start = time.perf_counter()
         image = self.frame()

@@ -15,7 +15,6 @@ import numpy as np
 from vla import VLAError
 from vla.agent.agent import Executor, StepRecord
 from vla.agent.planner import Memory, Plan, Step
-from vla.agent.planner.canonical import rephrase
 
 
 @dataclass
@@ -83,7 +82,7 @@ class Session:
         lasting = _lasting(steps, records)
         if not (len(lasting) > 1 or (lasting and lasting[-1] is not steps[-1])):
             return []
-        out = [self._recheck(lasting)]
+        out = [self.executor.recheck(lasting)]
         undone = [s for s in lasting if s.instruction in out[0].output["undone"]]
         if not undone or self.executor.retries < 1:
             return out
@@ -92,14 +91,8 @@ class Session:
             record = self.executor.manipulate(step)
             record.said = ("I did it again: " if record.success else "Redoing failed: ") + record.said
             out.append(record)
-        out.append(self._recheck(lasting))
+        out.append(self.executor.recheck(lasting))
         return out
-
-    def _recheck(self, lasting: list[Step]) -> StepRecord:
-        scene = self.env.unwrapped.scene_annotation()
-        for step in lasting:  # objects moved since planning: describe them as they are now
-            step.instruction = rephrase(step, scene)
-        return self.executor.recheck(lasting)
 
     def _run(self, step: Step, failed: bool) -> StepRecord:
         if step.kind in ("refuse", "say"):
@@ -110,7 +103,6 @@ class Session:
                 return StepRecord("manipulate", f"policy:{self.executor.actor.name}",
                                   {"instruction": step.instruction}, {"skipped": True}, False, 0.0,
                                   f"I skipped '{step.instruction}' because an earlier step failed.")
-            step.instruction = rephrase(step, self.env.unwrapped.scene_annotation())
             return self.executor.manipulate(step)
         if step.kind == "recall":
             return self._recall(step)

@@ -25,6 +25,7 @@ class BridgeConfig:
     heads: int = 4
     intermediate_size: int = 1024
     cross_attention_frequency: int = 1
+    text_input: bool = False         # InstructBLIP-style: the instruction joins the queries' self-attention
     weights: str | None = None       # local BLIP-2 / Blip2QFormerModel directory
 
 
@@ -34,7 +35,8 @@ def _qformer_config(cfg: BridgeConfig, vision_width: int):
     return Blip2QFormerConfig(hidden_size=cfg.hidden_size, num_hidden_layers=cfg.layers,
                               num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate_size,
                               cross_attention_frequency=cfg.cross_attention_frequency,
-                              encoder_hidden_size=vision_width, vocab_size=2)
+                              encoder_hidden_size=vision_width, vocab_size=2,
+                              use_qformer_text_input=cfg.text_input)
 
 
 def _read_blip2(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -79,16 +81,25 @@ class QFormerBridge(nn.Module):
         self.query_tokens = nn.Parameter(torch.randn(1, cfg.num_queries, cfg.hidden_size) * 0.02)
         self.proj = nn.Linear(cfg.hidden_size, out_dim)
         self.num_tokens = cfg.num_queries
+        self.text_input = cfg.text_input
         if weights is not None:
             query = weights.pop("query_tokens", None)
-            self.qformer.load_state_dict(weights)
+            missing, unexpected = self.qformer.load_state_dict(weights, strict=False)
+            text_ffn = (".intermediate.", ".output.")  # InstructBLIP's text feed-forward, absent from BLIP-2
+            if unexpected or any(not any(t in k for t in text_ffn) for k in missing):
+                raise VLAError(f"the Q-Former weights in {cfg.weights!r} do not fit this Q-Former "
+                               f"({len(missing)} missing, {len(unexpected)} unexpected tensors).")
             if query is not None:
                 self.query_tokens.data.copy_(query)
 
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+    def forward(self, patches: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """patches (B, N, Dv), optional instruction embeddings (B, T, Dq) -> (B, Q, Dlm)."""
         queries = self.query_tokens.expand(patches.shape[0], -1, -1)           # (B, Q, Dq)
-        out = self.qformer(query_embeds=queries, encoder_hidden_states=patches)
-        return self.proj(out.last_hidden_state)                               # (B, Q, Dlm)
+        q = queries.shape[1]
+        if self.text_input and text is not None:
+            queries = torch.cat([queries, text.to(queries.dtype)], 1)         # (B, Q+T, Dq)
+        out = self.qformer(query_embeds=queries, query_length=q, encoder_hidden_states=patches)
+        return self.proj(out.last_hidden_state[:, :q])                        # (B, Q, Dlm)
 
 
 class MLPBridge(nn.Module):
@@ -99,8 +110,9 @@ class MLPBridge(nn.Module):
         self.net = nn.Sequential(nn.LayerNorm(vision_width), nn.Linear(vision_width, cfg.hidden_size),
                                  nn.GELU(), nn.Linear(cfg.hidden_size, out_dim))
         self.num_tokens = None  # = number of patches
+        self.text_input = False
 
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+    def forward(self, patches: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(patches)
 
 

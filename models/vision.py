@@ -28,6 +28,7 @@ class VisionConfig:
     layers: int = 4
     head_width: int = 64
     mlp_ratio: float = 4.0
+    pos_embed: str = "learnable"     # "learnable" | "sin_cos_2d" (fixed 2-D sin-cos: spatial from step 0)
     weights: str | None = None       # local OpenCLIP checkpoint file or CLIP checkpoint directory
     freeze: bool = False
 
@@ -37,7 +38,8 @@ def _tower_cfg(cfg: VisionConfig) -> tuple[int, dict, bool]:
 
     if cfg.arch is None:
         vision_cfg = dict(image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.width,
-                          layers=cfg.layers, head_width=cfg.head_width, mlp_ratio=cfg.mlp_ratio)
+                          layers=cfg.layers, head_width=cfg.head_width, mlp_ratio=cfg.mlp_ratio,
+                          pos_embed_type=cfg.pos_embed)
         return cfg.width, vision_cfg, False
     model_cfg = open_clip.get_model_config(cfg.arch)
     if model_cfg is None:

@@ -78,23 +78,29 @@ class VLMNet(nn.Module):
             ids[i, P - len(tok):] = torch.tensor(tok + [self.sep_id])
         return ids.to(self.device), (ids != self.pad_id).long().to(self.device)
 
-    def prefix(self, images, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> embeddings (B, Q+P+1, H) and mask for [vision queries | prompt | SEP]."""
-        images = torch.as_tensor(np.ascontiguousarray(images)).to(self.device)          # (B, H, W, 3) uint8
-        vis = self.bridge(self.vision(self.vision.preprocess(images)))                   # (B, Q, H)
+    def patches(self, images) -> torch.Tensor:
+        """uint8 (B, H, W, 3) images -> vision patch tokens (B, N, Dv)."""
+        images = torch.as_tensor(np.ascontiguousarray(images)).to(self.device)
+        return self.vision(self.vision.preprocess(images))
+
+    def prefix(self, images, prompts: list[str], patches: torch.Tensor | None = None):
+        """-> embeddings (B, Q+P+1, H) and mask for [vision queries | prompt | SEP]; `patches` skips the ViT
+        (precomputed tokens of a frozen vision tower)."""
+        patches = self.patches(images) if patches is None else patches.to(self.device)
+        vis = self.bridge(patches)                                                       # (B, Q, H)
         ids, mask = self.encode_prompts(prompts)
         text = self.llm.get_input_embeddings()(ids).to(vis.dtype)                       # (B, P+1, H)
         ones = torch.ones(vis.shape[:2], dtype=torch.long, device=vis.device)
         return torch.cat([vis, text], 1), torch.cat([ones, mask], 1)
 
-    def forward(self, images, prompts: list[str], answers: list[str]) -> tuple[torch.Tensor, dict]:
+    def forward(self, images, prompts: list[str], answers: list[str], patches: torch.Tensor | None = None):
         """Teacher-forced cross-entropy over the answer tokens and [EOS]."""
         toks = [(self._ids(a) + [self.eos_id])[: self.cfg.max_answer_tokens] for a in answers]
         tgt = torch.full((len(answers), max(map(len, toks)) + 1), -100, dtype=torch.long)   # (B, A)
         for i, tok in enumerate(toks):
             tgt[i, :len(tok)] = torch.tensor(tok)
         tgt = tgt.to(self.device)
-        embeds, mask = self.prefix(images, prompts)
+        embeds, mask = self.prefix(images, prompts, patches)
         fed = tgt[:, :-1].clamp_min(0)                                                   # (B, A-1)
         fed_mask = (tgt[:, :-1] != -100).long()
         x = torch.cat([embeds, self.llm.get_input_embeddings()(fed).to(embeds.dtype)], 1)

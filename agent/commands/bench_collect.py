@@ -1,7 +1,8 @@
 """`vla bench collect`: oracle collection speed on 1 and 2 workers, bytes per frame, and loader frames/s.
 
 Both collection runs write the same episodes (slots and seeds depend only on the command) into fresh
-temporary datasets, timed end to end (process start-up, rollouts, video encoding, commits). The loader figure
+temporary datasets, timed end to end (process start-up, rollouts, video encoding, commits) and in steady
+state (first to last finished episode, so worker start-up is not counted). The loader figure
 is a training-like pass: shuffled DataLoader batches with action chunks and video decoded on the fly (each
 worker's frame cache starts cold), timed from the first batch so that worker start-up is not counted.
 """
@@ -52,6 +53,7 @@ def loader_frames_per_s(root, horizon: int, workers: int, epochs: int = 3, batch
 
 def run(args: argparse.Namespace) -> int:
     import tempfile
+    import time
 
     from vla import VLAError
     from vla.agent.commands.collect import resolve_tasks
@@ -62,13 +64,21 @@ def run(args: argparse.Namespace) -> int:
         raise VLAError(f"--episodes must be at least 2 (got {args.episodes}).")
     tasks = resolve_tasks(args.task)
     size = (args.image_size, args.image_size)
-    rates, bytes_per_frame, loader_fps = {}, 0.0, 0.0
+    rates, steady, bytes_per_frame, loader_fps = {}, {}, 0.0, 0.0
     with tempfile.TemporaryDirectory(prefix="vla-bench-collect-") as tmp, progress_bar(True) as bar:
         for workers in (1, 2):
             job = bar.add_task(f"collect, {workers} worker(s)", total=args.episodes)
             cfg = CollectConfig(tasks, "seen", args.episodes, size, workers=workers, episodes_per_file=50)
-            report = collect_episodes(f"{tmp}/w{workers}", cfg, lambda done, k, d, j=job: bar.update(j, completed=done))
+            stamps: list[float] = []
+
+            def tick(done, kept, discarded, j=job, stamps=stamps):
+                bar.update(j, completed=done)
+                if kept:
+                    stamps.append(time.perf_counter())
+
+            report = collect_episodes(f"{tmp}/w{workers}", cfg, tick)
             rates[workers] = report.episodes_per_min
+            steady[workers] = 60.0 * (len(stamps) - 1) / (stamps[-1] - stamps[0])
             if workers == 1:
                 bytes_per_frame = _dataset_bytes(f"{tmp}/w1") / report.frames
                 frames = report.frames
@@ -76,10 +86,12 @@ def run(args: argparse.Namespace) -> int:
         loader_fps = loader_frames_per_s(f"{tmp}/w1", args.horizon, args.loader_workers)
     result = {"episodes_per_min_1w": round(rates[1], 1), "episodes_per_min_2w": round(rates[2], 1),
               "bytes_per_frame": round(bytes_per_frame, 1), "loader_frames_per_s": round(loader_fps, 1),
+              "steady_episodes_per_min_1w": round(steady[1], 1), "steady_episodes_per_min_2w": round(steady[2], 1),
               "episodes": args.episodes, "frames": frames, "tasks": list(tasks), "image_size": args.image_size,
               "loader_workers": args.loader_workers}
     print(f"collection ({', '.join(tasks)}, {args.image_size}px, {args.episodes} episodes): "
-          f"{rates[1]:.1f} episodes/min on 1 worker, {rates[2]:.1f} on 2", file=sys.stderr if args.json else sys.stdout)
+          f"{rates[1]:.1f} episodes/min on 1 worker, {rates[2]:.1f} on 2 end to end; {steady[1]:.1f} and "
+          f"{steady[2]:.1f} once the workers run", file=sys.stderr if args.json else sys.stdout)
     print(f"storage: {bytes_per_frame:.0f} bytes/frame (all files); loader: {loader_fps:.0f} frames/s "
           f"(shuffled, {args.loader_workers} workers, video decoded)", file=sys.stderr if args.json else sys.stdout)
     if args.json:

@@ -49,11 +49,16 @@ def run(args: argparse.Namespace) -> int:
                 bar = progress.add_task("closed loop: direct, then ROS 2", total=2 * len(eps))
                 step = lambda: progress.advance(bar)  # noqa: E731
                 direct = bench.run_direct(policy, args.task, eps, args.image_size, step)
-                ros = bench.run_ros(policy, args.task, eps, args.image_size, step)
-                result["closed_loop"] = {"task": args.task, "episodes": len(eps), "seed": args.seed,
-                                         "direct_success": sum(direct) / len(eps), "ros_success": sum(ros) / len(eps),
-                                         "agree": sum(a == b for a, b in zip(direct, ros))}
-                result["success_gap_points"] = round(100 * abs(sum(direct) - sum(ros)) / len(eps), 1)
+                try:
+                    ros = bench.run_ros(policy, args.task, eps, args.image_size, step)
+                except (RuntimeError, TimeoutError) as exc:  # keep the figures measured so far
+                    result["closed_loop"] = {"error": str(exc)}
+                else:
+                    result["closed_loop"] = {"task": args.task, "episodes": len(eps), "seed": args.seed,
+                                             "direct_success": sum(direct) / len(eps),
+                                             "ros_success": sum(ros) / len(eps),
+                                             "agree": sum(a == b for a, b in zip(direct, ros))}
+                    result["success_gap_points"] = round(100 * abs(sum(direct) - sum(ros)) / len(eps), 1)
     finally:
         rclpy.try_shutdown()
     top = result["latency_30hz"]
@@ -73,7 +78,9 @@ def _print(r: dict) -> None:
         s = r["soak"]
         print(f"soak {s['minutes']:g} min at 30 Hz: {s['actions']} actions, RSS {s['rss_start_mb']} -> "
               f"{s['rss_end_mb']} MB, growth after warm-up {r['soak_rss_growth_mb']} MB")
-    if "closed_loop" in r:
+    if "error" in r.get("closed_loop", {}):
+        print(f"closed loop failed: {r['closed_loop']['error']}")
+    elif "closed_loop" in r:
         c = r["closed_loop"]
         print(f"closed loop {c['task']} x{c['episodes']}: direct {c['direct_success']:.0%}, through ROS 2 "
               f"{c['ros_success']:.0%} (gap {r['success_gap_points']} points, {c['agree']} episodes agree)")

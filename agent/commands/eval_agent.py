@@ -41,6 +41,8 @@ SYNONYMS = {" block": [" block", " cube"], " bowl": [" bowl", " dish"], "small "
 
 def add_arguments(parser) -> None:
     parser.add_argument("--policy", default="default", help="'default' (shipped VLA), a checkpoint, or 'oracle'")
+    parser.add_argument("--planner", default="grammar", help="'grammar' (no model) or 'llm'")
+    parser.add_argument("--llm-model", default=None, help="local Hugging Face chat model directory for --planner llm")
     parser.add_argument("--splits", default="seen,unseen_colors", help="comma-separated splits")
     parser.add_argument("--seeds", type=int, default=3, help="scenes per task and split")
     parser.add_argument("--no-questions", action="store_true", help="skip the mid-session questions")
@@ -98,18 +100,20 @@ class _Runner:
     def __init__(self, args):
         from vla.agent.agent import Tools
 
+        from vla.agent.planner import get_planner
+
         self.args, self.tools, self.actor = args, Tools(device=args.device), None
+        self.planner = get_planner(args.planner, **({"model": args.llm_model} if args.planner == "llm" else {}))
 
     def session(self, env, obs):
         from vla.agent.agent import Actor, Executor
-        from vla.agent.planner import get_planner
         from vla.agent.session import Session
 
         if self.actor is None:
             self.actor = Actor(self.args.policy, env, device=self.args.device)
         self.actor.env = env
         executor = Executor(env, self.actor, self.tools, retries=self.args.retries, step_budget=self.args.step_budget)
-        session = Session(env, executor, get_planner("grammar"))
+        session = Session(env, executor, self.planner)
         session.start(obs)
         return session
 
@@ -190,7 +194,7 @@ def _rate(values: list[bool]) -> float | None:
 
 def figures(results: dict, args, seconds: float) -> dict:
     plan_ms = np.array(results["plan_ms"] or [0.0])
-    out = {"policy": args.policy, "planner": "grammar", "seeds": args.seeds, "splits": args.splits.split(","),
+    out = {"policy": args.policy, "planner": args.planner, "seeds": args.seeds, "splits": args.splits.split(","),
            "success_pct": {k: _rate(results[k]) for k in CATEGORIES},
            "n": {k: len(results[k]) for k in CATEGORIES},
            "success_pct_by_split": {s: _rate(v) for s, v in results["by_split"].items()},

@@ -38,13 +38,19 @@ class LeRobotDataset(torch.utils.data.Dataset):
             raise VLAError(f"{self.root} holds no episodes yet.")
         self._load_columns()
         chosen = range(self.meta.total_episodes) if episodes is None else episodes
+        if len(chosen) == 0:
+            raise VLAError("episodes=[] selects nothing; pass None for all episodes or a list of indices.")
         for e in chosen:
             if not 0 <= e < self.meta.total_episodes:
                 raise VLAError(f"episode {e} is not in {self.root} (it has {self.meta.total_episodes}).")
         self._positions = np.concatenate([np.arange(self._ep_from[e], self._ep_to[e]) for e in chosen])
 
     def _load_columns(self) -> None:
-        keys = [k for k, ft in self.meta.features.items() if ft["dtype"] not in ("video", "image")]
+        images = [k for k, ft in self.meta.features.items() if ft["dtype"] == "image"]
+        if images:
+            raise VLAError(f"{self.root} stores {', '.join(images)} as images inside parquet; this loader reads "
+                           "camera streams stored as video only.")
+        keys = [k for k, ft in self.meta.features.items() if ft["dtype"] != "video"]
         files = list(dict.fromkeys(self.meta.data_file(ep) for ep in self.meta.episodes))
         parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         for path in files:

@@ -71,14 +71,18 @@ class FrameDecoder:
         self._bytes = 0
         self._open: OrderedDict[str, av.container.InputContainer] = OrderedDict()
         self._pid = os.getpid()
+        self._last: dict[str, int] = {}
 
     def frames(self, path: Path, numbers: list[int], fps: int, until: int | None = None) -> np.ndarray:
         """Frames with the given file-global numbers (time = number / fps) as uint8 (N, H, W, 3).
 
-        On a cache miss, decoding reads ahead to frame `until` (e.g. the episode's end, capped by the caller)
-        and caches those frames too, so sequential access costs one seek per read-ahead span.
+        On a cache miss during sequential access (this request starts right after the previous one in the same
+        file), decoding reads ahead to frame `until` and caches those frames too, so a sequential pass costs one
+        seek per read-ahead span; random access decodes only from the nearest key frame.
         """
         key = str(path)
+        sequential = self._last.get(key) == numbers[0] - 1
+        self._last[key] = numbers[-1]
         have: dict[int, np.ndarray] = {}
         for n in numbers:
             if (key, n) in self._frames:
@@ -86,7 +90,7 @@ class FrameDecoder:
                 have[n] = self._frames[(key, n)]
         missing = sorted(set(numbers) - set(have))
         if missing:
-            have.update(self._decode(key, missing, fps, max(missing[-1], until or 0)))
+            have.update(self._decode(key, missing, fps, max(missing[-1], (until or 0) if sequential else 0)))
         return np.stack([have[n] for n in numbers])
 
     def _container(self, key: str) -> av.container.InputContainer:

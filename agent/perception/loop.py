@@ -24,13 +24,14 @@ class LoopConfig:
 def run_loop(params, step_fn, cfg: LoopConfig, title: str = "training") -> dict:
     """Optimise `params` with `step_fn` until the step or time budget ends; returns the last averaged metrics."""
     import torch
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     params = [p for p in params if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, sums, counts, last = time.time(), {}, {}, {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=False) as bar:
+                  TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=Console(stderr=True)) as bar:
         task = bar.add_task(title, total=cfg.steps, info="")
         for step in range(cfg.steps):
             for group in opt.param_groups:
@@ -45,7 +46,10 @@ def run_loop(params, step_fn, cfg: LoopConfig, title: str = "training") -> dict:
             if (step + 1) % cfg.log_every == 0 or step == cfg.steps - 1:
                 last = {k: v / counts[k] for k, v in sums.items()}
                 sums, counts = {}, {}
-                bar.update(task, info=" ".join(f"{k}={v:.3f}" for k, v in last.items()))
+                info = " ".join(f"{k}={v:.3f}" for k, v in last.items())
+                bar.update(task, info=info)
+                if not bar.console.is_terminal:  # a log file gets a line instead of a live bar
+                    bar.console.print(f"{title} step {step + 1} {time.time() - start:.0f}s {info}")
             bar.advance(task)
             if cfg.minutes > 0 and time.time() - start > cfg.minutes * 60:
                 break

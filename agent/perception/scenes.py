@@ -112,9 +112,10 @@ def load_set(name: str, data_dir: Path = DATA_DIR, workers: int = 1) -> dict:
 
 
 def _render_with_progress(spec: SceneSet, workers: int) -> dict:
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(transient=True) as bar:
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(f"rendering {spec.name} scenes", total=spec.episodes * spec.snapshots)
         return render_set(spec, workers, progress=lambda n: bar.advance(task, n))
 

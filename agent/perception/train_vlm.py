@@ -70,13 +70,21 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
     vlm = new_vlm(run.model, examples.sentences())
     vlm.net.train()
     images = data["images"]
+    cached = _frozen_patches(vlm.net, images) if run.model.vision.freeze else None       # (N, P, Dv) or None
 
     def step(_):
         idx, prompts, answers = examples.batch(run.train.batch_size)
-        return vlm.net(images[idx], prompts, answers)
+        return vlm.net(images[idx], prompts, answers, None if cached is None else cached[idx])
 
     metrics = run_loop(vlm.net.parameters(), step, run.train, title=f"train vlm ({run.name})")
     vlm.net.eval()
     baseline = QuestionOnly.fit(examples.all_questions())
     vlm.save(out, extra={"baseline.json": baseline.table, "run.json": {"run": to_dict(run), "metrics": metrics}})
     return metrics
+
+
+@torch.no_grad()
+def _frozen_patches(net, images, batch: int = 64) -> torch.Tensor:
+    """Patch tokens of every training image, computed once because the vision tower does not train."""
+    net.vision.eval()
+    return torch.cat([net.patches(images[i:i + batch]) for i in range(0, len(images), batch)])

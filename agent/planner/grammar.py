@@ -310,8 +310,10 @@ def _manipulation_step(family: str, ref: ObjectRef, dest, side, raw: str, negate
         refs["target"] = dest[0]
     if side is not None and family in ("push", "put") and dest is None:
         return Step("manipulate", raw, task="push", refs=refs, side=side, negated=negated)
-    if dest is not None and dest[1] == "beside" and family in ("push", "put"):
-        return Step("manipulate", raw, task="push", refs=refs, negated=negated)  # push it next to the landmark
+    if dest is not None and dest[1] == "beside":
+        if family in ("push", "put"):  # "push / move X next to Y": the suite's push-next-to task
+            return Step("manipulate", raw, task="push", refs=refs, negated=negated)
+        refs, dest = {"object": ref}, None  # "pick up the block near the bowl": a description, not a goal
     if dest is not None and family != "reach":
         target, prep = dest
         if family == "stack" or (prep == "onto" and target.shape in lx.GRASPABLE):

@@ -31,7 +31,8 @@ SIDE_WORDS: dict[str, str] = {"left": "left", "leftward": "left", "leftwards": "
                               "right": "right", "rightward": "right", "rightwards": "right"}
 
 ARTICLES: set[str] = {"the", "a", "an", "this", "that", "these", "those", "my", "your", "some", "any"}
-QUANTIFIERS: set[str] = {"all", "every", "each", "both", "everything"}
+QUANTIFIERS: set[str] = {"all", "every", "each", "both", "everything", "two", "three", "four", "several", "2", "3",
+                        "4"}
 PRONOUNS: dict[str, str] = {"it": "it", "that": "it", "this": "it", "them": "them", "they": "them",
                             "those": "them", "these": "them"}
 

@@ -1,7 +1,9 @@
 """What an instruction on the instruction topic asks the robot to do, read by the agent's planner.
 
-"stop" / "cancel" / "halt" / "abort" / "freeze" cancel at once without consulting anything. Everything else
-goes through `vla.agent.planner.parse_command` (no scene needed) and becomes a list of `Routed` steps:
+"stop" / "cancel" / "halt" / "abort" / "freeze" cancel at once without consulting anything. A sentence in the
+task suite's own language (`vla.envs.parse_instruction` reads it, chains included) is one manipulation, kept
+verbatim: that is the language the policy was trained on. Everything else goes through the agent's planner,
+`vla.agent.planner.parse_command` (no scene needed), and becomes a list of `Routed` steps:
 manipulation (the policy runs it until done), a perception tool on the latest frame (question -> vqa,
 describe/recall -> caption, where-is -> locate), or a sentence to say (refusals, greetings, unsupported asks).
 """
@@ -32,7 +34,15 @@ def route(text: str) -> list[Routed]:
     """The steps of one instruction, in order (empty for a cancel)."""
     if is_cancel(text):
         return []
+    from vla import VLAError
     from vla.agent.planner import parse_command
+    from vla.envs import parse_instruction
+
+    try:
+        parse_instruction(text)
+        return [Routed("manipulate", text.strip())]
+    except VLAError:
+        pass
 
     out = []
     for step in parse_command(text):

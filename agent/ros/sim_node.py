@@ -62,10 +62,10 @@ class SimRobotNode(Node):
     def new_episode(self, instruction: str | None) -> None:
         """Rebuild the scene (matching `instruction` when given) with the next seed."""
         with self.lock:
-            self.episode += 1
-            seed = self.p.seed + self.episode
+            seed = self.p.seed + self.episode + 1
             options = {"instruction": instruction} if instruction else None
-            self.obs, info = self.env.reset(seed=seed, options=options)
+            self.obs, info = self.env.reset(seed=seed, options=options)  # VLAError: the scene stays as it was
+            self.episode += 1
             self.seed, self.step_count, self.success, self.done = seed, 0, False, False
             self.instruction = info.get("instruction", self.obs["instruction"])
             self.gripper, self.pending = 0.0, None

@@ -47,6 +47,7 @@ class VLANet(nn.Module):
         hidden = cfg.llm.hidden_size
         self.bridge = build_bridge(cfg.bridge, self.vision.width, hidden, load_weights)
         self.state_proj = nn.Linear(cfg.state_dim, hidden) if cfg.state_token else None
+        self.text_to_bridge = nn.Linear(hidden, cfg.bridge.hidden_size) if self.bridge.text_input else None
         self.n_act = act.horizon * act.dim
         # parallel decoding's K*D slot embeddings (kept, frozen, under autoregressive decoding: one layout)
         self.action_queries = nn.Parameter(torch.randn(self.n_act, hidden) * 0.02,
@@ -91,13 +92,14 @@ class VLANet(nn.Module):
     def prefix(self, images, state, text_ids, text_mask) -> tuple[torch.Tensor, torch.Tensor]:
         """-> embeddings (B, P, H) and attention mask (B, P) for [vision tokens | state | text]."""
         patches = self.vision(self.vision.preprocess(images))                            # (B, N, Dv)
-        vis = self.bridge(patches)                                                       # (B, Q, H)
+        text = self.embed_text(text_ids)                                                 # (B, T, H)
+        vis = self.bridge(patches, None if self.text_to_bridge is None else self.text_to_bridge(text))  # (B, Q, H)
         parts, masks = [vis], [torch.ones(vis.shape[:2], dtype=torch.long, device=vis.device)]
         if self.state_proj is not None:
             st = self.state_proj((state.to(vis.device).float() - self.state_mean) / self.state_std)
             parts.append(st[:, None])                                                    # (B, 1, H)
             masks.append(masks[0][:, :1])
-        parts.append(self.embed_text(text_ids).to(vis.dtype))                           # (B, T, H)
+        parts.append(text.to(vis.dtype))
         masks.append(text_mask)
         return torch.cat(parts, 1), torch.cat(masks, 1)
 

@@ -135,3 +135,18 @@ def test_a_step_undone_by_a_later_one_is_redone_once():
     redo = turn.records[turn.records.index(checks[0]) + 1]
     assert redo.kind == "manipulate" and redo.input["instruction"] == checks[0].output["undone"][0]
     assert turn.success == (checks[-1].success is True) and len(checks) == 2
+
+
+def test_vqa_check_questions_read_the_canonical_instruction():
+    from vla.agent.agent import _check_question
+    from vla.agent.planner import Step
+
+    def question(task, instruction, side=None):
+        return _check_question(Step("manipulate", instruction, task=task, instruction=instruction, side=side))
+
+    assert question("place", "put the small red block in the green bowl") == "is the small red block in the green bowl?"
+    assert question("pick", "pick up the blue cylinder") == "is the gripper holding the blue cylinder?"
+    assert question("push", "push the red block to the left side of the table", "left") == \
+        "is the red block on the left side of the table?"
+    assert question("push", "push the red block next to the blue bowl") == "is the red block next to the blue bowl?"
+    assert question("put_all", "put all the red blocks in the green bowl") == "are all the red blocks in the green bowl?"

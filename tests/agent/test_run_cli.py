@@ -99,3 +99,10 @@ def test_interactive_session_through_stdin():
     assert "I don't see" in turns[3]["answer"] and turns[3]["success"] is False
     assert "robot> New scene (seed 4)." in out and f"  1. pick up the {mover} -> done" in out
     assert all(set(t) == {"command", "success", "steps", "answer"} for t in turns)
+
+
+def test_rerun_recording_is_written(tmp_path, capsys):
+    pytest.importorskip("rerun")
+    path = tmp_path / "episode.rrd"
+    assert main(["run", "touch the red block", *FAST, "--rerun", str(path)]) == 0
+    assert path.stat().st_size > 1000 and "robot> I touched the red block." in capsys.readouterr().out

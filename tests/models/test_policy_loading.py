@@ -85,6 +85,12 @@ def test_qformer_loads_saved_blip2_model_and_resolves_sizes(tmp_path):
     ref = dict(blip2.qformer.named_parameters())
     assert all(torch.equal(p, ref[n]) for n, p in bridge.qformer.named_parameters())
     assert bridge(torch.randn(2, 4, 32)).shape == (2, 6, 24)
+    # InstructBLIP-style text input: the BLIP-2 weights load, the text feed-forward starts fresh
+    texted = build_bridge(BridgeConfig(weights=str(tmp_path / "blip2"), text_input=True), 32, 24)
+    assert torch.equal(texted.query_tokens, blip2.query_tokens)
+    patches, text = torch.randn(2, 4, 32), torch.randn(2, 5, 32)
+    assert texted(patches, text).shape == (2, 6, 24)
+    assert not torch.allclose(texted(patches, text), texted(patches, -text))
     with pytest.raises(VLAError, match="expects vision width 32"):
         build_bridge(BridgeConfig(weights=str(tmp_path / "blip2")), vision_width=48, out_dim=24)
 

@@ -127,3 +127,15 @@ def test_episode_reads_back_whole(written):
     assert np.array_equal(got.action, episodes[2].action)
     diff = np.abs(got.frames["observation.images.front"].astype(int) - episodes[2].frames["observation.images.front"])
     assert diff.mean() < 6.0
+
+
+def test_wrist_camera_is_a_second_video_stream(tmp_path):
+    cams = ("front", "wrist")
+    episodes = [synth_episode(s, cameras=cams) for s in range(2)]
+    DatasetWriter(tmp_path / "w", features(cameras=cams), fps=10).commit(episodes)
+    ds = LeRobotDataset(tmp_path / "w")
+    assert ds.meta.video_keys == ["observation.images.front", "observation.images.wrist"]
+    assert (tmp_path / "w/videos/observation.images.wrist/chunk-000/file-000.mp4").is_file()
+    item = ds[episodes[0].length]
+    want = episodes[1].frames["observation.images.wrist"][0]
+    assert np.abs(item["observation.images.wrist"].permute(1, 2, 0).numpy() * 255 - want).mean() < 6.0
