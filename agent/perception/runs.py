@@ -24,6 +24,7 @@ class ClipRun:
     scenes: str = "train"
     crop_fraction: float = 0.5     # share of steps trained on single-object crops (vs whole scenes)
     locate_weight: float = 0.5     # weight of the patch-text localisation loss on scene steps
+    init: str | None = None        # continue from this CLIP checkpoint (its sizes and tokenizer) instead of new
 
 
 @dataclass

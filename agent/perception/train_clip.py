@@ -89,13 +89,17 @@ def train_clip(run: ClipRun, out: str, data_dir=None) -> dict:
     import open_clip
 
     from vla.agent.perception.loop import run_loop
-    from vla.models.clip import new_clip
-    from vla.models.config import to_dict
+    from vla.models.clip import ClipConfig, load_clip, new_clip
+    from vla.models.config import from_dict, to_dict
 
     torch.manual_seed(run.train.seed)
     torch.set_num_threads(run.train.threads)
     data = load_set(run.scenes, **({"data_dir": data_dir} if data_dir else {}))
-    clip = new_clip(run.model, corpus(data["annotations"]))
+    if run.init:
+        clip = load_clip(run.init)
+        run.model = from_dict(ClipConfig, clip.config)
+    else:
+        clip = new_clip(run.model, corpus(data["annotations"]))
     clip.model.train()
     batches = ClipBatches(data, run.train.batch_size, run.train.seed)
     loss_fn = open_clip.ClipLoss()

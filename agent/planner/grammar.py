@@ -59,8 +59,9 @@ def split_clauses(text: str) -> list[str]:
     clauses: list[str] = []
     for i in range(0, len(pieces), 2):
         piece, mark = pieces[i], pieces[i + 1] if i + 1 < len(pieces) else ""
-        for part in _split_piece(f" {piece} "):
-            clauses.append(part + (" ?" if mark == "?" else ""))
+        parts = _split_piece(f" {piece} ")
+        for k, part in enumerate(parts):  # "A, then is there B?": only the last part is the question
+            clauses.append(part + (" ?" if mark == "?" and k == len(parts) - 1 else ""))
     return [c.strip() for c in clauses if c.strip() and c.strip() != "?"]
 
 

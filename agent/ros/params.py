@@ -23,6 +23,8 @@ class PolicyParams:
 
     policy: str = "default"  # "default", a shipped name or a checkpoint directory
     device: str = "cpu"
+    vlm_weights: str = "default"  # caption / vqa tools ("default" = shipped)
+    clip_weights: str = "default"  # classify / locate tools
     control_rate_hz: float = 10.0
     image_topic: str = "/camera/image_raw"
     instruction_topic: str = "/vla/instruction"

@@ -12,11 +12,15 @@ from typing import Callable
 from vla import VLAError
 
 IMAGE_TOOLS = ("caption", "vqa", "classify", "locate")
+WEIGHTS_OF = {"caption": "vlm", "vqa": "vlm", "classify": "clip", "locate": "clip"}  # tool -> its model
 
 
 class Perception:
-    def __init__(self, device: str, latest_rgb: Callable, timeout_sec: float = 120.0):
+    def __init__(self, device: str, latest_rgb: Callable, weights: dict[str, str] | None = None,
+                 timeout_sec: float = 120.0):
+        """`weights`: model ("vlm", "clip") -> checkpoint ("default" = shipped)."""
         self.device, self.latest_rgb, self.timeout_sec = device, latest_rgb, timeout_sec
+        self.weights = weights or {}
         self.tools: dict = {}
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="vla-tools")
 
@@ -35,7 +39,8 @@ class Perception:
             if tool not in self.tools:
                 from vla.models.tools import get_tool
 
-                self.tools[tool] = get_tool(tool, device=self.device)
+                weights = self.weights.get(WEIGHTS_OF[tool], "default")
+                self.tools[tool] = get_tool(tool, weights=weights, device=self.device)
             reply.update(ok=True, output=self.tools[tool](image=rgb, **inputs))
         except Exception as exc:  # a tool failure is an answer for the caller, not a node crash
             reply.update(ok=False, error=str(exc) or type(exc).__name__)

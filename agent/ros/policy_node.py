@@ -61,7 +61,8 @@ class PolicyNode(Node):
         self.gate = SafetyGate(_safety_config(self.p), armed=self.p.start_armed)
         self.lock = threading.RLock()
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="vla-infer")
-        self.perception = Perception(self.p.device, self._latest_rgb)
+        self.perception = Perception(self.p.device, self._latest_rgb,
+                                     {"vlm": self.p.vlm_weights, "clip": self.p.clip_weights})
         self.stats = RunStats()
         self.frame: Frame | None = None
         self.task: Task | None = None
@@ -244,9 +245,11 @@ class PolicyNode(Node):
             return
         if self.frame.stamp <= self.last_submitted:
             return
-        # 0.75 of a period: a frame arriving a little early (camera jitter) is taken now rather than up to a
-        # whole tick later, while a faster camera still yields about control_rate_hz actions.
-        if time.monotonic() - self.stats.last_submit_mono < 0.75 / self.p.control_rate_hz:
+        # Rate limit: a frame is due once its stamp, or the wall clock, is 3/4 of a period past the last one
+        # sent. Stamps let a camera at the control rate be served on arrival, whatever the timer's phase; the
+        # wall clock keeps a lockstep robot (which re-sends one stamp until it moves) going.
+        period = 0.75 / self.p.control_rate_hz
+        if self.frame.stamp - self.last_submitted < period and time.monotonic() - self.stats.last_submit_mono < period:
             return
         frame, task = self.frame, self.task
         self.last_submitted, self.busy_since = frame.stamp, now_sec(self)

@@ -37,3 +37,32 @@ def test_shipped_vqa_answers_questions_mid_command(capsys):
     question = [s for s in payload["steps"] if s["kind"] == "question"][0]
     assert question["tool"] == "vqa" and question["success"] is True
     assert question["output"]["answer"].strip().lower().startswith("yes")
+
+
+CLIP = ROOT / "models" / "weights" / "clip"
+
+
+@pytest.mark.skipif(not CLIP.exists(), reason="no shipped CLIP weights in this checkout")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shipped_clip_finds_the_object_asked_about(seed):
+    """"where is the green bowl?": the box the agent reports overlaps the bowl in the segmentation image."""
+    from vla.agent.agent import Actor, Executor, Tools
+    from vla.agent.planner import get_planner
+    from vla.agent.session import Session
+    from vla.envs import make_env
+
+    env = make_env("place", image_size=128, segmentation=True)
+    obs, _ = env.reset(seed=seed, options={"objects": [{"color": "green", "shape": "bowl", "size": None},
+                                                       {"color": "red", "shape": "block", "size": None}]})
+    session = Session(env, Executor(env, Actor("oracle", env), Tools()), get_planner("grammar"))
+    session.start(obs)
+    turn = session.ask("where is the green bowl?")
+    record = turn.records[1]
+    assert record.tool == "locate" and record.success, turn.answer
+    bowl = next(o["id"] for o in env.unwrapped.scene_annotation()["objects"] if o["color"] == "green")
+    x0, y0, x1, y1 = record.output["box"]
+    mask = obs["front_seg"] == bowl
+    inside = mask[y0:y1 + 1, x0:x1 + 1].sum()
+    assert inside > 0.5 * mask.sum(), (record.output, int(mask.sum()))
+    assert turn.answer.startswith("The green bowl is ")
+    env.close()
