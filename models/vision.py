@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla import VLAError, did_you_mean
+from vla import ROOT, VLAError, did_you_mean
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -95,7 +95,8 @@ class VisionEncoder(nn.Module):
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
         if load_weights and cfg.weights:
-            sd = _read_state_dict(Path(cfg.weights))
+            path = Path(cfg.weights)
+            sd = _read_state_dict(path if path.exists() or path.is_absolute() else ROOT / path)
             self.tower.load_state_dict(_tower_weights(sd, self.tower.state_dict(), cfg.weights))
         if cfg.freeze:
             self.tower.requires_grad_(False)

@@ -59,6 +59,10 @@ def test_image_files_are_read(weights, capsys, tmp_path):
     cv2.imwrite(str(path), np.full((40, 40, 3), 128, np.uint8))
     out = _json(capsys, ["tools", "classify", str(path), "--labels", "a,b", "--weights", weights["clip"], "--json"])
     assert set(out["probs"]) == {"a", "b"}
+    out = _json(capsys, ["tools", "locate", str(path), "the red block", "--weights", weights["clip"], "--json"])
+    assert 0 <= out["center"][0] < 40
+    out = _json(capsys, ["tools", "vqa", str(path), "what colour is the bowl?", "--weights", weights["vlm"], "--json"])
+    assert isinstance(out["answer"], str)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -64,7 +64,8 @@ def test_closed_loop_sim_and_policy_run_in_lockstep_and_time_out(rclpy_ctx, spin
     watch.instruction_pub.publish(String(data="pick up the green block"))
     assert wait_for(lambda: policy.task is not None and policy.task.state == "timed_out", 30)
     steps = policy.task.steps
-    assert steps >= 2 and sim.step_count >= steps - 1  # each published action stepped the scene once ...
+    assert steps >= 2
+    assert sim.step_count >= steps - 1 or sim.status()["done"]  # each action stepped the scene once (until the end)
     assert sim.step_count <= policy.stats.published  # ... and nothing else did (halts count as commands)
     assert policy._state()[0] != 0.0  # the joint_states (end-effector x) reached the policy
 
