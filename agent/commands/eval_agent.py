@@ -231,3 +231,5 @@ def _print(out: dict) -> None:
           + (f"  [unanswered: {out['question_errors'][0]}]" if out["question_errors"] else ""))
     print(f"  planner latency        mean {out['plan_ms']['mean']} ms, p95 {out['plan_ms']['p95']} ms")
     print(f"  compound target >= 80 %: {'met' if out['compound_target_met'] else 'NOT met'}  ({out['seconds']} s)")
+    for fail in out["failures"][:5]:
+        print(f"  failed [{fail['split']} seed {fail['seed']}] {fail['command']!r}: {fail['answer']}")

@@ -145,6 +145,7 @@ def run_ros(policy, task: str, eps: list[tuple[int, str]], image_size: int, prog
     sim = SimRobotNode(SimParams(task=task, seed=seeds[0] - 1, image_size=[image_size, image_size],
                                  camera_rate_hz=10.0))
     node = PolicyNode(PolicyParams(dry_run=False, start_armed=True, joint_states_topic="/joint_states",
+                                   max_linear_velocity=0.9,  # as configs/ros/sim.yaml: the env's box bounds it
                                    task_status_topic="/vla/task_status", task_timeout_sec=600.0,
                                    stale_image_timeout_sec=5.0, inference_timeout_sec=10.0), policy=policy)
     talker = Node("bench_talker")

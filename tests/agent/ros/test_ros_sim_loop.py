@@ -81,22 +81,31 @@ def _shipped_policy():
 
 
 @pytest.mark.slow
-def test_closed_loop_reaches_success_with_the_shipped_policy(rclpy_ctx, spinner):
-    """The shipped policy through ROS 2 solves a pick command; success comes from the env via the sim node."""
-    from vla.agent.ros.policy_node import PolicyNode
+def test_closed_loop_reaches_success_with_the_shipped_policy(rclpy_ctx):
+    """Episodes the shipped policy solves when run directly are solved through vla_sim_robot <-> vla_policy too;
+    success is the env's own signal, carried by the sim node's status topic."""
+    from vla.agent.ros import bench
 
     shipped = _shipped_policy()
-    sim = SimRobotNode(SimParams(task="pick", seed=0, image_size=[128, 128]))
-    policy = PolicyNode(PolicyParams(dry_run=False, start_armed=True, joint_states_topic="/joint_states",
-                                     task_status_topic="/vla/task_status", task_timeout_sec=60.0,
-                                     stale_image_timeout_sec=3.0, inference_timeout_sec=10.0), policy=shipped)
+    episodes = bench.episodes("pick", 4, seed=300)
+    solved = [ep for ep, ok in zip(episodes, bench.run_direct(shipped, "pick", episodes, 128)) if ok]
+    if not solved:
+        pytest.skip(f"the shipped policy solved none of {len(episodes)} pick episodes directly")
+    through_ros = [bench.run_ros(shipped, "pick", [ep], 128)[0] for ep in solved[:2]]
+    assert any(through_ros), f"solved directly: {solved[:2]}, through ROS 2: {through_ros}"
+
+
+def test_timer_mode_steps_at_the_control_rate_holding_still_without_commands(rclpy_ctx, spinner):
+    sim = SimRobotNode(SimParams(task="reach", seed=4, image_size=[32, 32], sync=False, control_rate_hz=20.0,
+                                 max_steps=500))
     watch = Watcher()
-    spinner(sim, policy, watch.node)
-    results = []
-    for text in ("pick up the red block", "lift the blue block", "pick up the green block"):
-        watch.instruction_pub.publish(String(data=text))
-        assert wait_for(lambda: policy.task is not None and policy.task.instruction == text, 10)
-        assert wait_for(lambda: policy.task.state != "running" or sim.done, 90)
-        results.append(sim.success)
-        time.sleep(0.2)
-    assert any(results), f"no success in {len(results)} pick episodes through ROS 2"
+    spinner(sim, watch.node)
+    start = sim.status()["step"]
+    assert wait_for(lambda: sim.status()["step"] >= start + 5, 10)  # time passes for a robot
+    x0 = float(sim.obs["state"][0])
+    watch.action_pub.publish(Float64MultiArray(data=[0.03, 0.0, 0.0, 0.0, 0.0]))
+    assert wait_for(lambda: float(sim.obs["state"][0]) > x0 + 0.005, 5)  # the command moved the arm once ...
+    time.sleep(0.5)
+    x1 = float(sim.obs["state"][0])
+    time.sleep(0.5)
+    assert abs(float(sim.obs["state"][0]) - x1) < 0.005  # ... and without new ones it holds still
