@@ -26,6 +26,7 @@ class BridgeConfig:
     intermediate_size: int = 1024
     cross_attention_frequency: int = 1
     text_input: bool = False         # InstructBLIP-style: the instruction joins the queries' self-attention
+    position_mix: bool = False       # per-position linear map of patch tokens before the bridge (see PositionMix)
     weights: str | None = None       # local BLIP-2 / Blip2QFormerModel directory
 
 
@@ -116,10 +117,45 @@ class MLPBridge(nn.Module):
         return self.net(patches)
 
 
+class PositionMix(nn.Module):
+    """Patch n gets its own linear map: (B, N, D) -> (B, N, D), y_n = W_n LN(x_n) + x_n.
+
+    Attention that starts out uniform pools a *set* of tokens, so "which patch holds the red block" is invisible
+    to it until content-dependent attention has been learned; untied per-position weights make the pooled
+    features position-dependent from the first step.
+    """
+
+    def __init__(self, num_patches: int, width: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.weight = nn.Parameter(torch.randn(num_patches, width, width) * width ** -0.5)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return patches + torch.einsum("bnd,nde->bne", self.norm(patches), self.weight)
+
+
+class Bridge(nn.Module):
+    """Optional PositionMix followed by the chosen bridge: (B, N, Dv) [+ text] -> (B, Q or N, Dlm)."""
+
+    def __init__(self, cfg: BridgeConfig, inner: nn.Module, num_patches: int | None, vision_width: int):
+        super().__init__()
+        if cfg.position_mix and not num_patches:
+            raise VLAError("bridge.position_mix needs the number of patch tokens.")
+        self.mix = PositionMix(num_patches, vision_width) if cfg.position_mix else None
+        self.inner = inner
+        self.text_input = inner.text_input
+        self.num_tokens = inner.num_tokens
+
+    def forward(self, patches: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        return self.inner(patches if self.mix is None else self.mix(patches), text)
+
+
 BRIDGES = {"qformer": QFormerBridge, "mlp": MLPBridge}
 
 
-def build_bridge(cfg: BridgeConfig, vision_width: int, out_dim: int, load_weights: bool = True) -> nn.Module:
+def build_bridge(cfg: BridgeConfig, vision_width: int, out_dim: int, load_weights: bool = True,
+                 num_patches: int | None = None) -> nn.Module:
     if cfg.kind not in BRIDGES:
         raise VLAError(f"unknown bridge kind {cfg.kind!r}; " + did_you_mean(cfg.kind, sorted(BRIDGES)))
-    return BRIDGES[cfg.kind](cfg, vision_width, out_dim, load_weights)
+    inner = BRIDGES[cfg.kind](cfg, vision_width, out_dim, load_weights)
+    return Bridge(cfg, inner, num_patches, vision_width) if cfg.position_mix else inner

@@ -35,25 +35,40 @@ def evaluate_tools(clip_w: str, vlm_w: str, diffusion_w: str, scenes: str = "hel
     from vla.models.diffusion import load_diffusion
     from vla.models.vlm import load_vlm
 
+    from rich.console import Console
+    from rich.progress import Progress
+
     data, unseen = load_set(scenes), load_set("unseen_colors")
     clip, vlm, diffusion = load_clip(clip_w), load_vlm(vlm_w), load_diffusion(diffusion_w)
-    zero = ev.eval_clip_zero_shot(clip, data)
-    zero_unseen = ev.eval_clip_zero_shot(clip, unseen, colors=ev.qa_data.COLORS)
     baseline = ev.QuestionOnly(vlm.extra["baseline.json"]) if "baseline.json" in getattr(vlm, "extra", {}) else None
-    vqa = ev.eval_vqa(vlm, data, baseline)
-    caps = ev.eval_captions(vlm, data)
-    diff = ev.eval_diffusion(diffusion, vlm, data, n=n_diffusion)
     weights = {"classify": clip_w, "locate": clip_w, "caption": vlm_w, "vqa": vlm_w, "generate": diffusion_w}
+    stages = {
+        "zero": lambda: ev.eval_clip_zero_shot(clip, data),
+        "zero_unseen": lambda: ev.eval_clip_zero_shot(clip, unseen, colors=ev.qa_data.COLORS),
+        "r1": lambda: ev.eval_clip_retrieval(clip, data), "locate": lambda: ev.eval_clip_locate(clip, data),
+        "vqa": lambda: ev.eval_vqa(vlm, data, baseline), "vqa_unseen": lambda: ev.eval_vqa(vlm, unseen, None),
+        "caps": lambda: ev.eval_captions(vlm, data),
+        "diff": lambda: ev.eval_diffusion(diffusion, vlm, data, n=n_diffusion),
+        "ms": lambda: _latency_ms(data["images"][0], weights),
+    }
+    res = {}
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("evaluating tools", total=len(stages))
+        for key, fn in stages.items():
+            bar.update(task, description=f"evaluating {key}")
+            res[key] = fn()
+            bar.advance(task)
+    zero, zero_unseen, vqa, caps, diff = res["zero"], res["zero_unseen"], res["vqa"], res["caps"], res["diff"]
     return {
         "clip_zero_shot_acc": zero["acc"], "clip_zero_shot_color_acc": zero["color_acc"],
         "clip_zero_shot_shape_acc": zero["shape_acc"], "clip_zero_shot_n": zero["n"],
         "clip_zero_shot_acc_unseen_colors": zero_unseen["acc"],
-        "clip_retrieval_r1": ev.eval_clip_retrieval(clip, data), "clip_locate_acc": ev.eval_clip_locate(clip, data),
+        "clip_retrieval_r1": res["r1"], "clip_locate_acc": res["locate"],
         "vqa_acc": vqa["acc"], "vqa_question_only_acc": vqa.get("question_only_acc"), "vqa_acc_by_type": vqa["by_type"],
-        "vqa_n": vqa["n"], "vqa_acc_unseen_colors": ev.eval_vqa(vlm, unseen, None)["acc"],
+        "vqa_n": vqa["n"], "vqa_acc_unseen_colors": res["vqa_unseen"]["acc"],
         "caption_precision": caps["precision"], "caption_recall": caps["recall"],
         "diffusion_attr_acc": diff["attr_acc"], "diffusion_object_acc": diff["object_acc"],
-        "diffusion_images_per_s": diff["images_per_s"], "ms_per_call": _latency_ms(data["images"][0], weights),
+        "diffusion_images_per_s": diff["images_per_s"], "ms_per_call": res["ms"],
         "scenes": {"name": scenes, "n": len(data["images"]), "unseen_colors_n": len(unseen["images"])},
     }
 

@@ -64,7 +64,7 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
     examples = VlmExamples(data["annotations"], run.caption_fraction, run.train.seed)
     if run.clip_init:
         init = Path(run.clip_init) if Path(run.clip_init).is_absolute() else ROOT / run.clip_init
-        run.model.vision.weights = str(init) if init.exists() else None
+        run.model.vision.weights = run.clip_init if init.exists() else None
     vlm = new_vlm(run.model, examples.sentences())
     vlm.net.train()
     images = data["images"]

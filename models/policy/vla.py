@@ -45,7 +45,7 @@ class VLANet(nn.Module):
         self.vision = VisionEncoder(cfg.vision, load_weights)
         self.llm = build_llm(cfg.llm, len(tokenizer), load_weights)
         hidden = cfg.llm.hidden_size
-        self.bridge = build_bridge(cfg.bridge, self.vision.width, hidden, load_weights)
+        self.bridge = build_bridge(cfg.bridge, self.vision.width, hidden, load_weights, self.vision.num_tokens)
         self.state_proj = nn.Linear(cfg.state_dim, hidden) if cfg.state_token else None
         self.text_to_bridge = nn.Linear(hidden, cfg.bridge.hidden_size) if self.bridge.text_input else None
         self.n_act = act.horizon * act.dim

@@ -144,9 +144,11 @@ def test_vqa_check_questions_read_the_canonical_instruction():
     def question(task, instruction, side=None):
         return _check_question(Step("manipulate", instruction, task=task, instruction=instruction, side=side))
 
-    assert question("place", "put the small red block in the green bowl") == "is the small red block in the green bowl?"
+    assert question("place", "put the small red block in the green bowl") == \
+        "is the small red block in the green bowl?"
     assert question("pick", "pick up the blue cylinder") == "is the gripper holding the blue cylinder?"
     assert question("push", "push the red block to the left side of the table", "left") == \
         "is the red block on the left side of the table?"
     assert question("push", "push the red block next to the blue bowl") == "is the red block next to the blue bowl?"
-    assert question("put_all", "put all the red blocks in the green bowl") == "are all the red blocks in the green bowl?"
+    assert question("put_all", "put all the red blocks in the green bowl") == \
+        "are all the red blocks in the green bowl?"

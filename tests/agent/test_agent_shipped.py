@@ -21,13 +21,22 @@ def _run(argv, capsys) -> tuple[int, dict]:
 
 
 @pytest.mark.skipif(not (POLICY / "model.safetensors").is_file(), reason="no shipped policy weights in this checkout")
-@pytest.mark.parametrize("command, seed", [("touch the red block", 0), ("put the red block in the green bowl", 0)])
-def test_shipped_policy_carries_out_commands(command, seed, capsys):
-    code, payload = _run(["run", command, "--seed", str(seed), "--retries", "1", "--json"], capsys)
+@pytest.mark.parametrize("command, verb, budget", [("touch the red block", "touched", 40),
+                                                   ("put the red block in the green bowl", "put", 80)])
+def test_shipped_policy_runs_closed_loop_and_reports_truthfully(command, verb, budget, capsys):
+    """The shipped VLA drives each step; the reply and exit code follow the simulator's verdict. (How often
+    it succeeds is the policy's quality, measured by `vla eval agent --policy default`.)"""
+    code, payload = _run(["run", command, "--retries", "0", "--json"], capsys)
     manip = [s for s in payload["steps"] if s["kind"] == "manipulate"]
-    assert payload["policy"] == "default" and manip and manip[0]["tool"] == "policy:default"
-    assert code == 0 and payload["success"] is True, payload["answer"]
-    assert manip[0]["output"]["verified_by"] == "env" and manip[0]["output"]["env_steps"] > 0
+    assert payload["policy"] == "default" and [m["tool"] for m in manip] == ["policy:default"]
+    out = manip[0]["output"]
+    assert out["verified_by"] == "env" and out["success"] == out["env_success"] == payload["success"]
+    assert code == (0 if payload["success"] else 1)
+    if payload["success"]:
+        assert payload["answer"].startswith(f"I {verb} the red block") and 0 < out["env_steps"] <= budget
+    else:
+        assert out["env_steps"] == budget and payload["answer"].startswith(
+            f"I tried to {manip[0]['input']['instruction']} but could not (1 attempt, {budget} control steps)")
 
 
 @pytest.mark.skipif(not VLM.exists(), reason="no shipped VQA/caption weights in this checkout")

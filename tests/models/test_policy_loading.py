@@ -147,3 +147,19 @@ def test_action_tokenizer_round_trip_within_half_a_bin():
     outside = at.encode(torch.tensor([[1.0, -1.0, 0.5, 0.0, 0.7]]))[0] - 1000
     assert outside.tolist() == [255, 0, 255, 128, 257]
     assert ActionTokenizer.from_dict(at.to_dict()).to_dict() == at.to_dict()
+
+
+def test_position_mix_makes_pooled_patches_position_dependent():
+    from vla.models.qformer import PositionMix
+
+    torch.manual_seed(0)
+    mix = PositionMix(num_patches=4, width=8)
+    red, table = torch.randn(8), torch.randn(8)
+    left = torch.stack([red, table, table, table])[None]      # (1, 4, 8): the red patch on the left
+    right = torch.stack([table, red, table, table])[None]     # the same patches, red one step right
+    assert torch.allclose(left.mean(1), right.mean(1))         # plain pooling cannot tell them apart
+    assert not torch.allclose(mix(left).mean(1), mix(right).mean(1), atol=1e-3)
+    bridge = build_bridge(BridgeConfig(kind="mlp", hidden_size=16, position_mix=True), 8, 12, num_patches=4)
+    assert bridge(left).shape == (1, 4, 12)
+    with pytest.raises(VLAError, match="number of patch tokens"):
+        build_bridge(BridgeConfig(position_mix=True), 8, 12)

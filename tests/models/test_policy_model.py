@@ -64,8 +64,9 @@ def test_preset_forward_backward_save_load(preset, decoding, tmp_path):
     assert all(torch.equal(before[k], v) for k, v in loaded.net.state_dict().items())
 
 
-def test_mlp_bridge_ablation_feeds_every_patch_and_round_trips(tmp_path):
-    policy = tiny_policy(extra=("model.bridge.kind=mlp",))
+@pytest.mark.parametrize("mix", ["false", "true"])
+def test_mlp_bridge_ablation_feeds_every_patch_and_round_trips(tmp_path, mix):
+    policy = tiny_policy(extra=("model.bridge.kind=mlp", f"model.bridge.position_mix={mix}"))
     b = batch(policy)
     ids, mask = policy.net.encode_text(b["task"], "cpu")
     embeds, _ = policy.net.prefix(b["observation.images.front"], b["observation.state"], ids, mask)
