@@ -129,9 +129,10 @@ class VLAEnv(gym.Env):
         if parsed is not None:
             task = self.tasks[parsed.task]
             return task, task.goal_from_slots(parsed.slots, sampler), parsed.text
-        goal = self.task.sample(sampler)
-        template = int(self.np_random.choice(self.split.template_indices(len(self.task.TEMPLATES))))
-        return self.task, goal, self.task.instruction(goal, template)
+        task = self.tasks[self.task_name]  # the env's own task, whatever an instruction set last
+        goal = task.sample(sampler)
+        template = int(self.np_random.choice(self.split.template_indices(len(task.TEMPLATES))))
+        return task, goal, task.instruction(goal, template)
 
     def _scene_from_objects(self, sampler: Sampler, objects: list):
         """A scene holding the listed objects ({"color", "shape", "size"}); the goal is to touch the first."""

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from vla import VLAError
-from vla.envs import SPLITS, TASKS, make_env, parse_instruction, vocab
+from vla.envs import CANONICAL, SPLITS, TASKS, make_env, parse_instruction, vocab
 from vla.envs.splits import get_split
 from vla.envs.tasks.base import Sampler
 
@@ -203,3 +203,20 @@ def test_objects_option_and_set_instruction_rebind_goals_without_reset():
         env.set_instruction("pick up the purple cylinder")
     with pytest.raises(VLAError, match="allowed colours"):
         env.reset(seed=0, options={"objects": [{"color": "teal", "shape": "block"}]})
+
+
+def test_plain_reset_returns_to_the_envs_own_task_after_an_instruction():
+    env = make_env("pick", image_size=0)
+    env.reset(seed=0)
+    env.set_instruction(CANONICAL["reach"].format(obj=_first_object_phrase(env)))
+    _, info = env.reset(seed=1)
+    assert info["task"] == "pick"
+    env.reset(seed=2, options={"instruction": "put the red block in the green bowl"})
+    _, info = env.reset(seed=3)
+    assert info["task"] == "pick"
+
+
+def _first_object_phrase(env) -> str:
+    obj = env.scene_annotation()["objects"][0]
+    size = f"{obj['size']} " if obj.get("size") else ""
+    return f"the {size}{obj['color']} {obj['shape']}"
