@@ -64,7 +64,7 @@ def slot_seed(seed: int, slot: int, attempt: int) -> int:
     return int(np.random.SeedSequence([seed, slot, attempt]).generate_state(1)[0])
 
 
-_ENVS: dict[str, Any] = {}  # per worker process: env id -> env
+_ENVS: dict[str, Any] = {}  # per worker process: (env id, env kwargs as JSON) -> env
 
 
 def _collect_slot(job: tuple[int, str, CollectConfig, str]) -> tuple[int, int, int]:
@@ -75,10 +75,11 @@ def _collect_slot(job: tuple[int, str, CollectConfig, str]) -> tuple[int, int, i
     slot, task, cfg, staging = job
     env_id = ENV_IDS[task]
     kwargs = rollout.env_kwargs(cfg.split, cfg.image_size, cfg.wrist)
-    if env_id not in _ENVS:
-        _ENVS[env_id] = rollout.make(env_id, kwargs)
+    key = f"{env_id} {json.dumps(kwargs, sort_keys=True)}"
+    if key not in _ENVS:
+        _ENVS[key] = rollout.make(env_id, kwargs)
     for attempt in range(MAX_ATTEMPTS):
-        episode, ok = rollout.run(_ENVS[env_id], env_id, kwargs, slot_seed(cfg.seed, slot, attempt), None)
+        episode, ok = rollout.run(_ENVS[key], env_id, kwargs, slot_seed(cfg.seed, slot, attempt), None)
         if ok:
             episode.extras.update({"slot": slot, "discarded": attempt})
             save_staged(Path(staging) / f"slot-{slot:07d}.npz", episode)

@@ -35,6 +35,7 @@ class VlmRun:
     scenes: str = "train"
     clip_init: str | None = "models/weights/clip"   # start the vision tower from this CLIP checkpoint
     caption_fraction: float = 0.3  # share of examples that are captions (the rest are VQA pairs)
+    init: str | None = None        # continue from this VLM checkpoint (its sizes and tokenizer) instead of new
 
 
 @dataclass

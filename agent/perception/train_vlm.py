@@ -56,7 +56,7 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
     """Train a VLM from `run` on scene set `run.scenes` and save it (with baseline.json) to `out`."""
     from vla.agent.perception.loop import run_loop
     from vla.models.config import to_dict
-    from vla.models.vlm import new_vlm
+    from vla.models.vlm import load_vlm, new_vlm
 
     torch.manual_seed(run.train.seed)
     torch.set_num_threads(run.train.threads)
@@ -65,7 +65,12 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
     if run.clip_init:
         init = Path(run.clip_init) if Path(run.clip_init).is_absolute() else ROOT / run.clip_init
         run.model.vision.weights = run.clip_init if init.exists() else None
-    vlm = new_vlm(run.model, examples.sentences())
+    if run.init:
+        vlm = load_vlm(run.init)
+        run.model = vlm.net.cfg
+        vlm.net.vision.tower.requires_grad_(not run.model.vision.freeze)
+    else:
+        vlm = new_vlm(run.model, examples.sentences())
     vlm.net.train()
     images = data["images"]
     cached = _frozen_patches(vlm.net, images) if run.model.vision.freeze else None       # (N, P, Dv) or None

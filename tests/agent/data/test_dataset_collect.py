@@ -81,3 +81,10 @@ def test_rerender_replays_at_another_size(collected, tmp_path):
     assert np.array_equal(dst.columns["action"], src.columns["action"])
     assert json.loads(dst.episode_info(0)["vla/env_kwargs"])["image_size"] == [24, 24]
     assert dst.episode_info(0)["vla/seed"] == src.episode_info(0)["vla/seed"]
+
+
+def test_a_second_collection_in_one_process_uses_its_own_image_size(collected, tmp_path):
+    root = tmp_path / "ds48"
+    assert main(["collect", "--task", "reach", "--episodes", "1", "--out", str(root), "--image-size", "48"]) == 0
+    item = LeRobotDataset(root)[0]
+    assert item["observation.images.front"].shape == (3, 48, 48)
