@@ -89,18 +89,19 @@ def apply_overrides(data: dict, overrides: list[str], cls=None) -> dict:
     return data
 
 
-def load_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path, what: str = "config file") -> dict:
+    """A YAML mapping from `path`; `what` names the file in the one-sentence errors."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
-        raise VLAError(f"config file {str(path)!r} does not exist.")
+        raise VLAError(f"{what} {str(path)!r} does not exist.")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise VLAError(f"config file {str(path)!r} is not valid YAML ({exc.__class__.__name__}).") from None
+        raise VLAError(f"{what} {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]}).") from None
     if not isinstance(data, dict):
-        raise VLAError(f"config file {str(path)!r} must hold a mapping at the top level.")
+        raise VLAError(f"{what} {str(path)!r} must hold a mapping at the top level.")
     return data
 
 

@@ -152,17 +152,10 @@ def build(cls: type, values: dict, where: str = "") -> typing.Any:
 
 def read_file(path: str | Path, node: str) -> dict:
     """The `ros__parameters` of `node` (merged over `/**`) from a ROS 2 parameters YAML file."""
-    import yaml
+    from vla.models.config import load_yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise VLAError(f"parameters file {str(path)!r} does not exist.")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise VLAError(f"parameters file {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]}).") from None
-    if not isinstance(data, dict):
-        raise VLAError(f"parameters file {str(path)!r} must map node names to {{ros__parameters: ...}}.")
+    data = load_yaml(path, what="parameters file")
     merged: dict = {}
     for key in ("/**", node, "/" + node):
         section = data.get(key) or {}
