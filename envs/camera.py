@@ -64,3 +64,16 @@ class Camera:
         forward, up = rot[:, 2], rot[:, 0]
         eye = np.asarray(hand_pos) + 0.06 * up + 0.03 * forward  # beside the hand, looking past the fingers
         return self.p.computeViewMatrix(eye.tolist(), (eye + forward - 0.3 * up).tolist(), up.tolist())
+
+
+def project_front(points, width: int, height: int, fov: float = 45.0) -> np.ndarray:
+    """World points (..., 3) -> pixel coordinates (..., 2) as (column, row) in the front camera's image."""
+    import pybullet
+
+    view = np.array(pybullet.computeViewMatrix(FRONT_EYE, FRONT_TARGET, (0, 0, 1))).reshape(4, 4, order="F")
+    proj = np.array(pybullet.computeProjectionMatrixFOV(fov, width / height, NEAR, FAR)).reshape(4, 4, order="F")
+    pts = np.asarray(points, dtype=np.float64)
+    homo = np.concatenate([pts, np.ones(pts.shape[:-1] + (1,))], -1)
+    clip = homo @ (proj @ view).T
+    ndc = clip[..., :2] / clip[..., 3:4]
+    return np.stack([(ndc[..., 0] + 1) * 0.5 * width, (1 - ndc[..., 1]) * 0.5 * height], -1)

@@ -31,6 +31,10 @@ class VisionConfig:
     pos_embed: str = "learnable"     # "learnable" | "sin_cos_2d" (fixed 2-D sin-cos: spatial from step 0)
     weights: str | None = None       # local OpenCLIP checkpoint file or CLIP checkpoint directory
     freeze: bool = False
+    # "clip": CLIP's per-channel mean/std (what pretrained towers expect). "mean_image": subtract the training
+    # set's per-pixel mean image and divide by the residuals' std -- with a fixed camera the table and the robot's
+    # base cancel out and the few pixels that differ (objects, the arm) carry all the input variance.
+    normalize: str = "clip"
 
 
 def _tower_cfg(cfg: VisionConfig) -> tuple[int, dict, bool]:
@@ -91,9 +95,16 @@ class VisionEncoder(nn.Module):
         self.tower.proj = None                      # only patch tokens are used, not the pooled projection
         self.width = int(vision_cfg["width"])
         grid = self.image_size // int(vision_cfg["patch_size"])
+        self.grid = grid
         self.num_tokens = grid * grid
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+        if cfg.normalize not in ("clip", "mean_image"):
+            raise VLAError(f"model.vision.normalize must be 'clip' or 'mean_image' (got {cfg.normalize!r}).")
+        if cfg.normalize == "mean_image":   # saved with the weights; set from the training images
+            self.register_buffer("mean_image", torch.zeros(1, 3, self.image_size, self.image_size))
+            self.register_buffer("residual_std", torch.ones(()))
+        self.normalize = cfg.normalize
         if load_weights and cfg.weights:
             path = Path(cfg.weights)
             sd = _read_state_dict(path if path.exists() or path.is_absolute() else ROOT / path)
@@ -101,15 +112,34 @@ class VisionEncoder(nn.Module):
         if cfg.freeze:
             self.tower.requires_grad_(False)
 
-    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, H, W, 3) or float (B, 3, H, W) in [0, 1] -> normalised float (B, 3, S, S)."""
+    def _resized(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype == torch.uint8:
             images = images.permute(0, 3, 1, 2).float() / 255.0
         images = images.to(self.mean.device, torch.float32)
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
             images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear",
                                    antialias=True, align_corners=False)
+        return images
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) or float (B, 3, H, W) in [0, 1] -> normalised float (B, 3, S, S)."""
+        images = self._resized(images)
+        if self.normalize == "mean_image":
+            return (images - self.mean_image) / self.residual_std
         return (images - self.mean) / self.std
+
+    @torch.no_grad()
+    def fit_mean_image(self, images: torch.Tensor, batch: int = 512) -> None:
+        """Set the mean image and the residual std from training images (uint8 (N, H, W, 3) or float)."""
+        if self.normalize != "mean_image":
+            return
+        total = torch.zeros_like(self.mean_image[0])
+        for i in range(0, len(images), batch):
+            total += self._resized(images[i: i + batch]).sum(0)
+        mean = total / len(images)
+        sq = sum(float(((self._resized(images[i: i + batch]) - mean) ** 2).sum()) for i in range(0, len(images), batch))
+        self.mean_image.copy_(mean[None])
+        self.residual_std.fill_(max((sq / (len(images) * mean.numel())) ** 0.5, 1e-3))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B, 3, S, S) normalised -> patch tokens (B, N, width)."""

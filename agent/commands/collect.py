@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wrist", action="store_true", help="also record the wrist camera")
     parser.add_argument("--seed", type=int, default=0, help="base seed; episode seeds derive from it")
     parser.add_argument("--episodes-per-file", type=int, default=100, help="episodes per data/video file")
+    parser.add_argument("--noise", type=float, default=0.0,
+                        help="DART perturbation: std in metres of Gaussian noise added to the executed dx/dy/dz "
+                             "(the oracle's clean action is recorded; default 0)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
@@ -49,9 +52,11 @@ def run(args: argparse.Namespace) -> int:
         raise VLAError(f"unknown split {args.split!r}; " + did_you_mean(args.split, SPLITS))
     if args.image_size < 16:
         raise VLAError(f"--image-size must be at least 16 pixels (got {args.image_size}).")
+    if not (0 <= args.noise <= 0.05):
+        raise VLAError(f"--noise must be between 0 and 0.05 metres (got {args.noise}).")
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers too; the next run resumes
     cfg = CollectConfig(resolve_tasks(args.task), args.split, args.episodes, (args.image_size, args.image_size),
-                        args.wrist, args.seed, args.workers, args.episodes_per_file)
+                        args.wrist, args.seed, args.workers, args.episodes_per_file, args.noise)
     with progress_bar(sys.stderr.isatty() or not args.json) as bar:
         job = bar.add_task("collecting", total=args.episodes)
         started = {}

@@ -18,6 +18,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="runs/eval", help="output directory (eval_info.json, videos)")
     parser.add_argument("--videos", type=int, default=2, help="record the first N episodes of each task")
     parser.add_argument("--seed", type=int, default=None, help="first episode seed (default 1000000)")
+    parser.add_argument("--decoding", choices=("parallel", "autoregressive"),
+                        help="override the checkpoint's action decoding")
+    parser.add_argument("--execute", type=int, help="actions executed from each predicted chunk (default: the checkpoint's)")
+    parser.add_argument("--ensemble", type=float, help="temporal ensembling: predict every step and average the "
+                        "live chunks, the one predicted i steps ago weighted exp(-ENSEMBLE*i)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
 
@@ -26,7 +31,8 @@ def run(args) -> int:
 
     tasks = resolve_tasks(args.task)
     summary = evaluate(args.policy, tasks, args.split, args.episodes, args.workers, Path(args.out),
-                       EVAL_SEED if args.seed is None else args.seed, args.videos)
+                       EVAL_SEED if args.seed is None else args.seed, args.videos,
+                       decoding=args.decoding, execute=args.execute, ensemble=args.ensemble)
     width = max(len(t) for t in tasks)
     print(f"policy {summary['policy']}  split {args.split}  {args.episodes} episodes per task")
     for task, pc in summary["per_task"].items():

@@ -14,6 +14,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=100 model.llm.layers=2")
     parser.add_argument("--out", help="run directory (default: train.out_dir or runs/policy/<name>)")
     parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints in the run directory")
+    parser.add_argument("--stop-at", type=int, help="stop after this step (the schedule still runs to train.steps; "
+                        "running again resumes)")
     parser.add_argument("--export", help="also write the final weights as an fp16 checkpoint to this directory")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
@@ -28,6 +30,7 @@ def _data_root(root: str) -> Path:
 def run(args) -> int:
     import torch
 
+    from vla import VLAError
     from vla.agent.train.data import load_training_data
     from vla.agent.train.loop import train_policy
     from vla.models.policy.config import load_config
@@ -37,8 +40,16 @@ def run(args) -> int:
     run_dir = Path(args.out or cfg.train.out_dir or f"runs/policy/{cfg.name}")
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    data = load_training_data(_data_root(cfg.data.root), cfg.model.action.horizon, cfg.data.max_episodes)
-    final = train_policy(cfg, data, run_dir, resume=not args.fresh)
+    root = _data_root(cfg.data.root)
+    data = load_training_data(root, cfg.model.action.horizon, cfg.data.max_episodes)
+    if cfg.model.aux_waypoint > 0:
+        from vla.agent.train.labels import oracle_labels
+
+        data.attach_oracle_labels(*oracle_labels(root, workers=cfg.data.label_workers,
+                                                 max_episodes=cfg.data.max_episodes))
+    if args.stop_at is not None and args.stop_at < 1:
+        raise VLAError(f"--stop-at must be a positive step (got {args.stop_at}).")
+    final = train_policy(cfg, data, run_dir, resume=not args.fresh, stop_at=args.stop_at)
     state = json.loads((final / "train_state.json").read_text())
     summary = {"checkpoint": str(final), "step": state["step"], "frames": len(data),
                "samples_per_s": round(state.get("samples_per_s", 0.0), 2)}

@@ -37,10 +37,13 @@ class CollectConfig:
     seed: int = 0
     workers: int = 1
     episodes_per_file: int = 100
+    noise: float = 0.0  # DART: std (m) of the Gaussian added to executed translations (see rollout.Perturbation)
 
     def identity(self) -> dict[str, Any]:
         """What must match to resume: everything except the counts and the worker layout."""
         d = asdict(self)
+        if not d["noise"]:
+            d.pop("noise")  # datasets collected before perturbations existed resume unchanged
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()
                 if k not in ("episodes", "workers", "episodes_per_file")}
 
@@ -79,7 +82,8 @@ def _collect_slot(job: tuple[int, str, CollectConfig, str]) -> tuple[int, int, i
     if key not in _ENVS:
         _ENVS[key] = rollout.make(env_id, kwargs)
     for attempt in range(MAX_ATTEMPTS):
-        episode, ok = rollout.run(_ENVS[key], env_id, kwargs, slot_seed(cfg.seed, slot, attempt), None)
+        episode, ok = rollout.run(_ENVS[key], env_id, kwargs, slot_seed(cfg.seed, slot, attempt), None,
+                                  noise=cfg.noise)
         if ok:
             episode.extras.update({"slot": slot, "discarded": attempt})
             save_staged(Path(staging) / f"slot-{slot:07d}.npz", episode)

@@ -1,7 +1,13 @@
 """Roll out the env's scripted oracle into an `Episode`, and replay a recorded episode exactly.
 
 An episode is reproduced from (env id, env kwargs, seed, options): `gymnasium.make(env_id, **kwargs)`,
-`reset(seed=seed, options=options)`, then the recorded actions. Row t holds the observation before action t;
+`reset(seed=seed, options=options)`, then the recorded actions (plus the episode's perturbation, if any).
+
+Perturbed demonstrations (DART, Laskey et al. 2017): with `noise` > 0 the action *executed* at a step is, with
+probability 1/2, the oracle's plus Gaussian noise on dx, dy, dz (std `noise` metres), drawn from a stream seeded
+by the episode seed, while the oracle's clean action is what is *recorded*. (Noise on every step would keep the
+oracle from ever arriving at a waypoint; clean steps let it.) The expert is thus shown recovering from the small errors
+a learned policy makes, and the episode still replays exactly from (seed, recorded actions, noise). Row t holds the observation before action t;
 the scene annotations are taken after reset ("scene_first") and after the last action ("scene_last").
 """
 from __future__ import annotations
@@ -10,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vla import VLAError
 from vla.agent.data.episode import Episode
 from vla.agent.data.format import image_key
 
@@ -24,8 +31,31 @@ def make(env_id: str, kwargs: dict[str, Any]):
     import vla.envs  # noqa: F401  (registers the vla/<Task>-v0 ids)
 
     kw = dict(kwargs)
-    kw["image_size"] = tuple(kw["image_size"])
+    kw["image_size"] = tuple(kw["image_size"]) if isinstance(kw["image_size"], (list, tuple)) else kw["image_size"]
     return gymnasium.make(env_id, **kw)
+
+
+NOISE_STREAM = 0x5EED
+NOISE_PROB = 0.5  # share of steps perturbed
+
+
+class Perturbation:
+    """The executed action for a recorded one: on a random half of the steps + N(0, noise^2) on the translation,
+    from a per-episode stream (one uniform and three normals drawn every step, so the stream stays aligned)."""
+
+    def __init__(self, seed: int, noise: float):
+        self.noise = float(noise)
+        self.rng = np.random.default_rng([int(seed), NOISE_STREAM]) if self.noise > 0 else None
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        if self.rng is None:
+            return action
+        hit = self.rng.random() < NOISE_PROB
+        delta = self.rng.normal(0.0, self.noise, 3).astype(np.float32)
+        executed = np.array(action, dtype=np.float32, copy=True)
+        if hit:
+            executed[:3] += delta
+        return executed
 
 
 def _cameras(obs: dict) -> list[str]:
@@ -33,8 +63,12 @@ def _cameras(obs: dict) -> list[str]:
 
 
 def run(env, env_id: str, kwargs: dict[str, Any], seed: int, options: dict | None,
-        actions: np.ndarray | None = None) -> tuple[Episode, bool]:
-    """One episode with the oracle (or the given actions); returns (episode, success)."""
+        actions: np.ndarray | None = None, noise: float = 0.0) -> tuple[Episode, bool]:
+    """One episode with the oracle (or the given actions), executed with the episode's perturbation when
+    `noise` > 0; returns (episode, success)."""
+    if not (noise >= 0 and np.isfinite(noise)):
+        raise VLAError(f"noise must be a finite number >= 0 (got {noise}).")
+    perturb = Perturbation(seed, noise)
     obs, info = env.reset(seed=seed, options=options)
     scene_first = env.unwrapped.scene_annotation()
     cams = _cameras(obs)
@@ -48,7 +82,7 @@ def run(env, env_id: str, kwargs: dict[str, Any], seed: int, options: dict | Non
             frames[c].append(obs[c])
         states.append(obs["state"])
         acts.append(np.asarray(action, dtype=np.float32))
-        obs, _, terminated, truncated, info = env.step(action)
+        obs, _, terminated, truncated, info = env.step(perturb(action))
         success = bool(info["is_success"])
         if terminated or truncated:
             break
@@ -57,6 +91,8 @@ def run(env, env_id: str, kwargs: dict[str, Any], seed: int, options: dict | Non
         "task_name": info["task"], "split": info["split"],
         "scene_first": scene_first, "scene_last": env.unwrapped.scene_annotation(),
     }
+    if noise > 0:
+        extras["noise"] = float(noise)
     episode = Episode(
         task=info["instruction"],
         frames={image_key(c): np.stack(v) for c, v in frames.items()},  # (T, H, W, 3) uint8

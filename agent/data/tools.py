@@ -99,7 +99,8 @@ def rerender_dataset(source: str | Path, out: str | Path, image_size: int, per_f
             env = envs.setdefault(json.dumps([env_id, kwargs], sort_keys=True), rollout.make(env_id, kwargs))
             lo, hi = ds._ep_from[ep], ds._ep_to[ep]
             options = json.loads(row["vla/options"]) if row.get("vla/options") else None
-            episode, _ = rollout.run(env, env_id, kwargs, int(row["vla/seed"]), options, ds.columns["action"][lo:hi])
+            episode, _ = rollout.run(env, env_id, kwargs, int(row["vla/seed"]), options, ds.columns["action"][lo:hi],
+                                     noise=float(row.get("vla/noise") or 0.0))
             if episode.length != hi - lo or not np.allclose(episode.state, ds.columns["observation.state"][lo:hi],
                                                             atol=1e-4):
                 raise VLAError(f"episode {ep} of {meta.root} does not replay exactly from its seed and actions "

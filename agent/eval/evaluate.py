@@ -31,10 +31,11 @@ def resolve_tasks(task: str) -> list[str]:
     return names
 
 
-def _jobs(policy: str, task: str, split: str, episodes: int, seed: int, out: Path | None, videos: int) -> list[EpisodeJob]:
+def _jobs(policy: str, task: str, split: str, episodes: int, seed: int, out: Path | None, videos: int,
+          **settings) -> list[EpisodeJob]:
     video_dir = str(out / split / task / "videos") if out is not None and videos > 0 else None
     return [EpisodeJob(policy, task, split, [seed + i for i in range(s, min(s + CHUNK, episodes))], s,
-                       video_dir, videos) for s in range(0, episodes, CHUNK)]
+                       video_dir, videos, **settings) for s in range(0, episodes, CHUNK)]
 
 
 def eval_info(per_episode: list[dict], eval_s: float) -> dict:
@@ -55,7 +56,8 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: int = 1,
-             out: Path | None = None, seed: int = EVAL_SEED, videos: int = 2, progress: bool = True) -> dict:
+             out: Path | None = None, seed: int = EVAL_SEED, videos: int = 2, progress: bool = True,
+             decoding: str | None = None, execute: int | None = None, ensemble: float | None = None) -> dict:
     """Run `episodes` rollouts per task; returns {"policy", "split", "episodes", "pc_success", "per_task"}."""
     from vla.agent.train.progress import progress_bar
     from vla.envs import SPLITS
@@ -66,8 +68,9 @@ def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: 
         raise VLAError(f"--episodes must be at least 1 (got {episodes}).")
     from vla.models.policy.policy import load_policy
 
-    load_policy(policy)  # fail early, in this process, on a bad checkpoint
-    jobs = [job for task in tasks for job in _jobs(policy, task, split, episodes, seed, out, videos)]
+    load_policy(policy).configure(decoding, execute, ensemble)  # fail early, in this process, on bad input
+    jobs = [job for task in tasks for job in _jobs(policy, task, split, episodes, seed, out, videos,
+                                                   decoding=decoding, execute=execute, ensemble=ensemble)]
     results: dict[str, list[dict]] = {task: [] for task in tasks}
     t0 = {task: time.perf_counter() for task in tasks}
     with progress_bar(progress) as bar:
@@ -85,6 +88,8 @@ def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: 
             _write_json(out / split / task / "eval_info.json", info)
     summary = {"policy": str(policy), "split": split, "episodes": episodes,
                "pc_success": sum(per_task.values()) / len(per_task), "per_task": per_task}
+    if decoding or execute or ensemble:
+        summary["settings"] = {"decoding": decoding, "execute": execute, "ensemble": ensemble}
     if out is not None:
         _write_json(out / split / "summary.json", summary)
     return summary

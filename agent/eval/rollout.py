@@ -19,6 +19,9 @@ class EpisodeJob:
     videos: int          # episodes with index < videos are recorded
     image_size: int = 128
     device: str = "cpu"
+    decoding: str | None = None   # override the checkpoint's decoding ("parallel" | "autoregressive")
+    execute: int | None = None    # override how many actions of each chunk are executed
+    ensemble: float | None = None  # temporal ensembling decay (0 = off)
 
 
 def run_episodes(job: EpisodeJob) -> list[dict]:
@@ -30,6 +33,7 @@ def run_episodes(job: EpisodeJob) -> list[dict]:
 
     torch.set_num_threads(1)
     policy = load_policy(job.policy, device=job.device)
+    policy.configure(decoding=job.decoding, execute=job.execute, ensemble=job.ensemble)
     env = make_env(job.task, job.split, image_size=job.image_size)
     policy.check_action_space(env.action_space)
     results = []

@@ -23,6 +23,9 @@ class TrainingData:
     task_index: torch.Tensor    # (N,) long into `tasks`
     tasks: list[str]
     stats: dict                 # {"action": {"q01", "q99", ...}, "state": {"mean", "std", ...}}
+    waypoint: torch.Tensor | None = None        # (N, 6) float32 oracle labels (see vla.agent.train.labels)
+    waypoint_valid: torch.Tensor | None = None  # (N,) bool
+    goal_pixel: torch.Tensor | None = None      # (N, 2) float32: the skill goal in the front image (column, row)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -42,21 +45,51 @@ class TrainingData:
 
     def batch(self, idx: torch.Tensor, shift: int = 0, generator: torch.Generator | None = None) -> dict:
         """The documented dataset batch for `idx`, images kept uint8 (B, H, W, 3) and optionally shifted."""
-        images = self.images[idx]
+        images, offsets = self.images[idx], None
         if shift > 0:
-            images = random_shift(images, shift, generator)
-        return {"observation.images.front": images, "observation.state": self.state[idx],
-                "action": self.action[idx], "action_is_pad": self.action_is_pad[idx],
-                "task": [self.tasks[i] for i in self.task_index[idx].tolist()]}
+            images, offsets = random_shift(images, shift, generator, return_offsets=True)
+        out = {"observation.images.front": images, "observation.state": self.state[idx],
+               "action": self.action[idx], "action_is_pad": self.action_is_pad[idx],
+               "task": [self.tasks[i] for i in self.task_index[idx].tolist()]}
+        if self.waypoint is not None:
+            out["oracle.waypoint"], out["oracle.valid"] = self.waypoint[idx], self.waypoint_valid[idx]
+            pixel = self.goal_pixel[idx]
+            out["oracle.pixel"] = pixel if offsets is None else pixel - (offsets.flip(-1).float() - shift)
+        return out
+
+    def attach_oracle_labels(self, labels, valid) -> None:
+        """Add the per-frame oracle labels and their normalisation statistics (stats["waypoint"])."""
+        labels, valid = torch.as_tensor(labels, dtype=torch.float32), torch.as_tensor(valid, dtype=torch.bool)
+        if labels.shape[0] != len(self) or valid.shape[0] != len(self):
+            raise VLAError(f"oracle labels cover {labels.shape[0]} frames; the dataset has {len(self)}.")
+        if not bool(valid.any()):
+            raise VLAError("no episode of this dataset could be replayed for oracle labels (it lacks the replay "
+                           "info `vla collect` records); set model.aux_waypoint=0.")
+        good = labels[valid]
+        self.waypoint, self.waypoint_valid = labels, valid
+        from vla.envs.camera import project_front
+
+        goal = torch.cat([labels[:, 4:6], torch.full((len(labels), 1), GOAL_Z)], 1)
+        h, w = self.images.shape[1:3]
+        self.goal_pixel = torch.as_tensor(project_front(goal.numpy(), int(w), int(h)), dtype=torch.float32)
+        self.stats["waypoint"] = {"mean": good.mean(0).tolist(), "std": good.std(0).clamp_min(1e-3).tolist()}
 
 
-def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
-    """Shift each uint8 image (B, H, W, 3) by up to `pad` pixels (edge-replicated), as in DrQ."""
+GOAL_Z = 0.02   # height at which a skill goal (an object or a bowl on the table) is projected into the image
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None, return_offsets: bool = False):
+    """Shift each uint8 image (B, H, W, 3) by up to `pad` pixels (edge-replicated), as in DrQ.
+
+    With `return_offsets`, also the crop offsets (B, 2) as (row, column): content at (r, c) moves to
+    (r - row + pad, c - column + pad).
+    """
     B, H, W, _ = images.shape
     x = F.pad(images.permute(0, 3, 1, 2).float(), (pad, pad, pad, pad), mode="replicate")  # (B, 3, H+2p, W+2p)
     offs = torch.randint(0, 2 * pad + 1, (B, 2), generator=generator)
     out = torch.stack([x[b, :, oy: oy + H, ox: ox + W] for b, (oy, ox) in enumerate(offs.tolist())])
-    return out.round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    out = out.round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    return (out, offs) if return_offsets else out
 
 
 def _stats(meta_stats: dict) -> dict:

@@ -39,6 +39,14 @@ class ModelConfig:
     # vocabulary by the training runner when `ground_colors` is true.
     ground_colors: bool = False
     word_rgb: dict[str, list[float]] | None = None
+    # Auxiliary loss weight for predicting the scripted expert's waypoint and skill goal (x, y, z, yaw, gx, gy)
+    # from the LM's action-slot states; labels come from replaying the demos (vla.agent.train.labels).
+    aux_waypoint: float = 0.0
+    aux_source: str = "bridge"       # "bridge" (vision tokens only: forces the camera to be used) | "lm"
+    # A grounding head (see vla.models.policy.vla.GroundingHead) adds one LM token: where the current step's
+    # object is. With oracle labels it is trained against the goal's patch, weighted by grounding_loss.
+    grounding: bool = False
+    grounding_loss: float = 1.0
 
 
 @dataclass
@@ -46,6 +54,7 @@ class DataConfig:
     root: str = "data/seen128"
     max_episodes: int | None = None
     shift: int = 4                   # random image shift augmentation in pixels (0 = off)
+    label_workers: int = 2           # processes replaying episodes for oracle labels (model.aux_waypoint > 0)
 
 
 @dataclass
@@ -78,6 +87,8 @@ class PolicyConfig:
 
     def validate(self) -> "PolicyConfig":
         act = self.model.action
+        if self.model.aux_source not in ("bridge", "lm"):
+            raise VLAError(f"model.aux_source must be 'bridge' or 'lm' (got {self.model.aux_source!r}).")
         if act.decoding not in DECODING:
             raise VLAError(f"unknown decoding {act.decoding!r}; " + did_you_mean(act.decoding, DECODING))
         if not 1 <= act.execute <= act.horizon:

@@ -26,6 +26,8 @@ class VLAPolicy:
         self.cfg, self.stats = cfg, stats
         self.net = VLANet(cfg.model, tokenizer, stats, load_weights)
         self._queue: deque = deque()
+        self.ensemble = 0.0            # temporal ensembling weight decay (0 = off), see select_action
+        self._history: deque = deque()  # (chunk (K, D), steps since it was predicted) under ensembling
 
     @classmethod
     def create(cls, cfg: PolicyConfig, stats: dict, sentences: list[str]) -> "VLAPolicy":
@@ -48,6 +50,33 @@ class VLAPolicy:
 
     def reset(self) -> None:
         self._queue.clear()
+        self._history.clear()
+
+    def configure(self, decoding: str | None = None, execute: int | None = None,
+                  ensemble: float | None = None) -> "VLAPolicy":
+        """Change inference settings of a loaded policy (None keeps the checkpoint's).
+
+        `ensemble` > 0 turns on ACT-style temporal ensembling: a chunk is predicted at every step and the action
+        taken is the average of every live chunk's prediction for this step, the chunk predicted i steps ago
+        weighted exp(-ensemble * i).
+        """
+        act = self.cfg.model.action
+        if ensemble is not None:
+            if not (ensemble >= 0 and np.isfinite(ensemble)):
+                raise VLAError(f"ensemble must be a finite number >= 0 (got {ensemble}).")
+            self.ensemble = float(ensemble)
+        if decoding is not None:
+            from vla.models.policy.config import DECODING
+
+            if decoding not in DECODING:
+                raise VLAError(f"unknown decoding {decoding!r}; choose {' or '.join(DECODING)}.")
+            act.decoding = decoding
+        if execute is not None:
+            if not 1 <= execute <= act.horizon:
+                raise VLAError(f"execute must be between 1 and the chunk length {act.horizon} (got {execute}).")
+            act.execute = execute
+        self.reset()
+        return self
 
     def check_action_space(self, space) -> None:
         """Raise VLAError unless `space` (a gymnasium Box) is the action space this policy was trained for."""
@@ -75,11 +104,28 @@ class VLAPolicy:
         return chunk[0].cpu().numpy().astype(np.float32)
 
     def select_action(self, obs: dict) -> np.ndarray:
-        """Next action (D,): pops a queue refilled with the first `execute` actions of a new chunk."""
+        """Next action (D,): pops a queue refilled with the first `execute` actions of a new chunk (or, with
+        temporal ensembling, averages the predictions every recent chunk made for this step)."""
+        if self.ensemble > 0:
+            return self._ensembled(obs)
         if not self._queue:
             chunk = self.predict_chunk(obs)
             self._queue.extend(chunk[: self.cfg.model.action.execute])
         return self._queue.popleft()
+
+    def _ensembled(self, obs: dict) -> np.ndarray:
+        K = self.cfg.model.action.horizon
+        self._history.appendleft([self.predict_chunk(obs), 0])
+        while self._history and self._history[-1][1] >= K:
+            self._history.pop()
+        preds = np.stack([chunk[age] for chunk, age in self._history])                # newest first
+        weights = np.exp(-self.ensemble * np.arange(len(preds)))
+        action = (weights[:, None] * preds).sum(0) / weights.sum()
+        for item in self._history:
+            item[1] += 1
+        gripper = list(self.cfg.model.action.gripper_dims)
+        action[gripper] = preds[0][gripper]          # binary gripper: the newest chunk decides
+        return action.astype(np.float32)
 
     def save(self, path: str | Path, dtype: torch.dtype | None = None, json_files: dict | None = None,
              tensor_files: dict | None = None) -> Path:

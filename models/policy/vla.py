@@ -52,6 +52,16 @@ class VLANet(nn.Module):
         # parallel decoding's K*D slot embeddings (kept, frozen, under autoregressive decoding: one layout)
         self.action_queries = nn.Parameter(torch.randn(self.n_act, hidden) * 0.02,
                                            requires_grad=act.decoding == "parallel")
+        self.aux_head = None
+        self.n_vis = self.bridge.num_tokens or self.vision.num_tokens
+        if cfg.aux_waypoint > 0:
+            # auxiliary: the expert's waypoint and skill goal, read from the bridge's vision tokens alone (they do
+            # not see the proprio state, so only looking at the image lowers this loss) or from the LM's states
+            width = self.n_vis * hidden if cfg.aux_source == "bridge" else hidden
+            self.aux_head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 256), nn.GELU(), nn.Linear(256, 6))
+            self.register_buffer("wp_mean", _vec(stats, "waypoint", "mean", 6), persistent=False)
+            self.register_buffer("wp_std", _vec(stats, "waypoint", "std", 6), persistent=False)
+        self.ground = GroundingHead(self.vision.width, hidden, self.vision.grid) if cfg.grounding else None
         self.color_mlp = None
         if cfg.word_rgb:
             self._ground_words(cfg.word_rgb, hidden)
@@ -90,18 +100,32 @@ class VLANet(nn.Module):
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)              # (B, T) each
 
     def prefix(self, images, state, text_ids, text_mask) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> embeddings (B, P, H) and attention mask (B, P) for [vision tokens | state | text]."""
+        """-> embeddings (B, P, H) and attention mask (B, P) for [vision tokens | grounding | state | text]."""
+        return self.prefix_parts(images, state, text_ids, text_mask)[:2]
+
+    def prefix_parts(self, images, state, text_ids, text_mask):
+        """prefix() plus the grounding head's per-patch logits (B, N) (None without a grounding head)."""
         patches = self.vision(self.vision.preprocess(images))                            # (B, N, Dv)
         text = self.embed_text(text_ids)                                                 # (B, T, H)
         vis = self.bridge(patches, None if self.text_to_bridge is None else self.text_to_bridge(text))  # (B, Q, H)
-        parts, masks = [vis], [torch.ones(vis.shape[:2], dtype=torch.long, device=vis.device)]
+        ones = torch.ones(vis.shape[0], 1, dtype=torch.long, device=vis.device)
+        parts, masks = [vis], [ones.expand(-1, vis.shape[1])]
+        st = None
         if self.state_proj is not None:
-            st = self.state_proj((state.to(vis.device).float() - self.state_mean) / self.state_std)
-            parts.append(st[:, None])                                                    # (B, 1, H)
-            masks.append(masks[0][:, :1])
+            st = self.state_proj((state.to(vis.device).float() - self.state_mean) / self.state_std)  # (B, H)
+        logits = None
+        if self.ground is not None:
+            m = text_mask[..., None].to(text.dtype)
+            summary = (text * m).sum(1) / m.sum(1).clamp_min(1)                          # (B, H)
+            token, logits = self.ground(patches, summary if st is None else summary + st)
+            parts.append(token[:, None].to(vis.dtype))
+            masks.append(ones)
+        if st is not None:
+            parts.append(st[:, None].to(vis.dtype))                                      # (B, 1, H)
+            masks.append(ones)
         parts.append(text.to(vis.dtype))
         masks.append(text_mask)
-        return torch.cat(parts, 1), torch.cat(masks, 1)
+        return torch.cat(parts, 1), torch.cat(masks, 1), logits
 
     def action_logits(self, hidden: torch.Tensor, start: int = 0) -> torch.Tensor:
         """hidden (B, L, H) at action slots start..start+L -> constrained logits (B, L, A) over action tokens."""
@@ -130,9 +154,10 @@ class VLANet(nn.Module):
         if self.training and self.cfg.word_dropout > 0:
             drop = torch.rand(text_ids.shape, generator=generator, device="cpu").to(device) < self.cfg.word_dropout
             text_ids = torch.where(drop & text_mask.bool(), self.tokenizer.unk_token_id, text_ids)
-        embeds, mask = self.prefix(images, batch["observation.state"], text_ids, text_mask)
+        embeds, mask, ground_logits = self.prefix_parts(images, batch["observation.state"], text_ids, text_mask)
         targets = self.actions.encode(actions).reshape(B, K * D)                         # (B, K*D)
         hidden = self._slots_hidden(embeds, mask, targets)                               # (B, K*D, H)
+        aux_in = embeds[:, : self.n_vis].flatten(1) if self.cfg.aux_source == "bridge" else hidden.mean(1)
         logits = self.action_logits(hidden)                                              # (B, K*D, A)
         local = targets - self.actions.offset
         pad = batch.get("action_is_pad")
@@ -144,7 +169,30 @@ class VLANet(nn.Module):
             pred = logits.argmax(-1)
             acc = (pred == local)[valid].float().mean()
             l1 = (self.actions.decode_local(pred.view(B, K, D)) - actions).abs()[valid.view(B, K, D)].mean()
-        return loss, {"loss": loss.detach(), "token_acc": acc, "action_l1": l1}
+        metrics = {"loss": loss.detach(), "action_loss": loss.detach(), "token_acc": acc, "action_l1": l1}
+        if self.aux_head is not None and "oracle.waypoint" in batch:
+            aux, err = self._aux_loss(aux_in, batch["oracle.waypoint"].to(device), batch["oracle.valid"].to(device))
+            loss = loss + self.cfg.aux_waypoint * aux
+            metrics.update(aux_loss=aux.detach(), goal_err_cm=err, loss=loss.detach())
+        if ground_logits is not None and "oracle.pixel" in batch:
+            g_loss, g_acc = self.ground.loss(ground_logits, batch["oracle.pixel"].to(device),
+                                             batch["oracle.valid"].to(device),
+                                             images.shape[1:3] if images.dtype == torch.uint8 else images.shape[2:4])
+            loss = loss + self.cfg.grounding_loss * g_loss
+            metrics.update(ground_loss=g_loss.detach(), ground_acc=g_acc, loss=loss.detach())
+        return loss, metrics
+
+    def _aux_loss(self, features, labels, ok) -> tuple[torch.Tensor, torch.Tensor]:
+        """Smooth-L1 on normalised (waypoint, goal) over frames with valid labels; also the goal's xy error (cm)."""
+        pred = self.aux_head(features.float())                                           # (B, 6) normalised
+        if not bool(ok.any()):
+            return pred.sum() * 0.0, torch.tensor(float("nan"))
+        target = (labels - self.wp_mean) / self.wp_std
+        loss = F.smooth_l1_loss(pred[ok], target[ok], beta=0.1)
+        with torch.no_grad():
+            xy = pred[ok][:, 4:6] * self.wp_std[4:6] + self.wp_mean[4:6]
+            err = (xy - labels[ok][:, 4:6]).norm(dim=-1).mean() * 100
+        return loss, err
 
     def _slots_hidden(self, embeds, mask, targets) -> torch.Tensor:
         B, P = mask.shape
@@ -188,3 +236,46 @@ class VLANet(nn.Module):
             out = self._body(step, mask, cache=cache, use_cache=True)
             cache, hidden = out.cache, out.last_hidden_state
         return torch.cat(tokens, 1)                                                      # (B, K*D)
+
+
+class GroundingHead(nn.Module):
+    """Where is the object the current step is about? A text- and state-conditioned score for every patch.
+
+    score_n = w . GELU(W_p LN(patch_n) + W_c condition); softmax over patches gives a spatial attention whose
+    expected patch centre (x, y in [-1, 1]) and attention-pooled patch feature become one extra LM token.
+    Trained (when labels exist) with cross-entropy against the patch holding the oracle's skill goal, it is a
+    dense, per-patch signal that teaches the vision tower to find small named objects quickly.
+    """
+
+    def __init__(self, vision_width: int, hidden: int, grid: int, width: int = 128):
+        super().__init__()
+        self.grid = grid
+        self.patch = nn.Sequential(nn.LayerNorm(vision_width), nn.Linear(vision_width, width))
+        self.cond = nn.Linear(hidden, width)
+        self.score = nn.Linear(width, 1)
+        self.token = nn.Linear(vision_width + 2, hidden)
+        ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+        centres = torch.stack([xs, ys], -1).reshape(-1, 2).float()
+        self.register_buffer("centres", (centres + 0.5) / grid * 2 - 1, persistent=False)   # (N, 2)
+
+    def forward(self, patches: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """patches (B, N, Dv), condition (B, H) -> LM token (B, H), patch logits (B, N)."""
+        h = F.gelu(self.patch(patches) + self.cond(condition.to(patches.dtype))[:, None])
+        logits = self.score(h).squeeze(-1).float()                                       # (B, N)
+        attn = logits.softmax(-1).to(patches.dtype)
+        pooled = torch.einsum("bn,bnd->bd", attn, patches)
+        xy = attn @ self.centres.to(patches.dtype)                                       # (B, 2)
+        return self.token(torch.cat([pooled, xy], -1)), logits
+
+    def loss(self, logits, pixel, valid, image_hw) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy against the patch holding `pixel` (B, 2: column, row in the input image)."""
+        h, w = int(image_hw[0]), int(image_hw[1])
+        col = torch.floor(pixel[:, 0] / w * self.grid).long()
+        row = torch.floor(pixel[:, 1] / h * self.grid).long()
+        ok = valid & (col >= 0) & (col < self.grid) & (row >= 0) & (row < self.grid)
+        if not bool(ok.any()):
+            return logits.sum() * 0.0, torch.tensor(float("nan"))
+        target = (row * self.grid + col)[ok]
+        loss = F.cross_entropy(logits[ok], target)
+        acc = (logits[ok].argmax(-1) == target).float().mean()
+        return loss, acc

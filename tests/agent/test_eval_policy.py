@@ -58,3 +58,44 @@ def test_eval_bad_input_is_one_clear_error(trained, capsys):
     assert main(["eval", "--policy", "/no/such/policy", "--task", "reach", "--episodes", "1"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["eval", "--policy", str(ckpt), "--split", "unseen", "--episodes", "1"]) == 2
+
+
+def test_eval_can_override_decoding_and_execution(trained, capsys):
+    root, ckpt = trained
+    code = main(["eval", "--policy", str(ckpt), "--task", "reach", "--episodes", "1", "--videos", "0",
+                 "--decoding", "autoregressive", "--execute", "1", "--out", str(root / "ar"), "--json"])
+    assert code == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["settings"] == {"decoding": "autoregressive", "execute": 1, "ensemble": None}
+    info = json.loads((root / "ar" / "seen" / "reach" / "eval_info.json").read_text())
+    assert len(info["per_episode"]) == 1
+    assert main(["eval", "--policy", str(ckpt), "--task", "reach", "--episodes", "1", "--execute", "9"]) == 2
+    assert "execute must be between 1 and the chunk length 2" in capsys.readouterr().err
+
+
+def test_train_cli_stops_early_resumes_and_uses_oracle_labels(trained, capsys):
+    root, _ = trained
+    args = ["train", "policy", "--config", "debug", f"data.root={root / 'data'}", "train.steps=4",
+            "train.save_every=2", "model.aux_waypoint=1.0", "model.grounding=true", "data.label_workers=1",
+            "--out", str(root / "cli-run"), "--json"]
+    assert main([*args, "--stop-at", "2"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 2
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 4
+    header = (root / "cli-run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"goal_err_cm", "ground_acc"} <= set(header)
+    assert (root / "data" / "meta" / "vla_oracle_labels.npz").is_file()
+    assert main([*args, "--stop-at", "0"]) == 2
+    assert "--stop-at must be a positive step" in capsys.readouterr().err
+
+
+def test_eval_offline_scores_held_out_frames_and_the_camera_reliance(trained, capsys):
+    root, ckpt = trained
+    assert main(["eval", "offline", "--policy", str(ckpt), "--data", str(root / "data"), "--frames", "12",
+                 "--json"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["frames"] == 12 and set(last) >= {"plain", "images_shuffled", "policy", "data"}
+    for part in ("plain", "images_shuffled"):
+        assert {"loss", "token_acc", "action_l1"} <= set(last[part]) and 0 <= last[part]["token_acc"] <= 1
+    assert main(["eval", "offline", "--policy", str(ckpt), "--data", str(root / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err

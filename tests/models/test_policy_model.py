@@ -13,7 +13,8 @@ from vla.models.policy.policy import VLAPolicy
 
 STATS = {"action": {"q01": [-0.05, -0.05, -0.05, -0.3, 0.0], "q99": [0.05, 0.05, 0.05, 0.3, 1.0]},
          "state": {"mean": [0.0] * 12, "std": [1.0] * 12},
-         "action_space": {"low": [-0.05, -0.05, -0.05, -0.3, 0.0], "high": [0.05, 0.05, 0.05, 0.3, 1.0]}}
+         "action_space": {"low": [-0.05, -0.05, -0.05, -0.3, 0.0], "high": [0.05, 0.05, 0.05, 0.3, 1.0]},
+         "waypoint": {"mean": [0.5, 0.0, 0.1, 0.0, 0.5, 0.0], "std": [0.1, 0.15, 0.05, 0.6, 0.1, 0.15]}}
 SENTENCES = ["pick up the red block", "put the blue block in the green bowl"]
 # Shrinks any preset to seconds while keeping its structure (decoding, bridge kind, LM type, GQA, tying).
 TINY = ["model.vision.arch=null", "model.vision.image_size=32", "model.vision.patch_size=16",
@@ -36,7 +37,10 @@ def batch(policy: VLAPolicy, b: int = 3) -> dict:
     action[..., 4] = (torch.rand(b, K, generator=g) > 0.5).float()
     return {"observation.images.front": torch.rand(b, 3, 48, 48, generator=g),
             "observation.state": torch.randn(b, 12, generator=g), "action": action,
-            "action_is_pad": torch.zeros(b, K, dtype=torch.bool), "task": [SENTENCES[i % 2] for i in range(b)]}
+            "action_is_pad": torch.zeros(b, K, dtype=torch.bool), "task": [SENTENCES[i % 2] for i in range(b)],
+            # oracle labels (used by presets with model.aux_waypoint / model.grounding, ignored otherwise)
+            "oracle.waypoint": torch.rand(b, 6, generator=g) * 0.2 + 0.4, "oracle.valid": torch.ones(b, dtype=torch.bool),
+            "oracle.pixel": torch.rand(b, 2, generator=g) * 48}
 
 
 def obs(seed: int = 0) -> dict:
@@ -185,3 +189,19 @@ def test_grounded_colour_words_embed_from_rgb_and_survive_save_load(tmp_path):
     assert loaded.cfg.model.word_rgb == rgb
     assert np.array_equal(loaded.predict_chunk({**obs(), "instruction": "pick up the gray block"}),
                           policy.predict_chunk({**obs(), "instruction": "pick up the gray block"}))
+
+
+def test_temporal_ensembling_averages_live_chunks_with_exponential_weights():
+    policy = tiny_policy().configure(ensemble=0.5)
+    o0, o1, o2 = obs(0), obs(1), obs(2)
+    c0, c1, c2 = (policy.predict_chunk(o) for o in (o0, o1, o2))
+    a0, a1, a2 = (policy.select_action(o) for o in (o0, o1, o2))
+    assert np.allclose(a0, c0[0])
+    w = np.exp(-0.5)
+    assert np.allclose(a1[:4], (c1[0][:4] + w * c0[1][:4]) / (1 + w), atol=1e-6) and a1[4] == c1[0][4]
+    assert np.allclose(a2[:4], (c2[0][:4] + w * c1[1][:4]) / (1 + w), atol=1e-6)   # c0 (horizon 2) has expired
+    policy.reset()
+    assert np.allclose(policy.select_action(o1), c1[0])
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(VLAError, match="ensemble must be a finite number"):
+            policy.configure(ensemble=bad)

@@ -88,3 +88,33 @@ def test_a_second_collection_in_one_process_uses_its_own_image_size(collected, t
     assert main(["collect", "--task", "reach", "--episodes", "1", "--out", str(root), "--image-size", "48"]) == 0
     item = LeRobotDataset(root)[0]
     assert item["observation.images.front"].shape == (3, 48, 48)
+
+
+def test_perturbed_collection_records_clean_actions_and_still_replays(tmp_path, capsys):
+    from vla.agent.train.labels import oracle_labels
+
+    root = tmp_path / "dart"
+    args = ["collect", "--task", "pick", "--episodes", "2", "--out", str(root), "--image-size", "32",
+            "--noise", "0.01", "--json"]
+    assert main(args) == 0
+    ds = LeRobotDataset(root)
+    row = ds.episode_info(0)
+    assert row["vla/noise"] == 0.01
+    lo, hi = int(row["dataset_from_index"]), int(row["dataset_to_index"])
+    kwargs = json.loads(row["vla/env_kwargs"])
+    env = rollout.make(row["vla/env_id"], kwargs)
+    # replayed with its perturbation the episode is reproduced; without it the arm ends elsewhere
+    replay, _ = rollout.run(env, row["vla/env_id"], kwargs, row["vla/seed"], {}, ds.columns["action"][lo:hi],
+                            noise=0.01)
+    assert np.array_equal(replay.state, ds.columns["observation.state"][lo:hi])
+    plain, _ = rollout.run(env, row["vla/env_id"], kwargs, row["vla/seed"], {}, ds.columns["action"][lo:hi])
+    assert not np.allclose(plain.state[-1, :3], replay.state[-1, :3], atol=1e-3)
+    # the recorded actions are the oracle's clean ones: the label replay re-derives every one of them
+    _, valid = oracle_labels(root, workers=1, progress=False)
+    assert valid.all()
+    env.close()
+    capsys.readouterr()
+    assert main(args[:-3] + ["--noise", "0.2"]) == 2
+    assert "--noise must be between 0 and 0.05" in capsys.readouterr().err
+    assert main([a if a != "0.01" else "0.02" for a in args]) == 2          # resuming with other noise
+    assert "was collected with other settings" in capsys.readouterr().err
