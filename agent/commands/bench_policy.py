@@ -12,7 +12,8 @@ import time
 
 GPU_ONLY = {"b16-qwen0.5b"}  # skipped on CPU unless named with --preset
 STATS = {"action": {"q01": [-0.05, -0.05, -0.05, -0.3, 0.0], "q99": [0.05, 0.05, 0.05, 0.3, 1.0]},
-         "state": {"mean": [0.0] * 12, "std": [1.0] * 12}}
+         "state": {"mean": [0.0] * 12, "std": [1.0] * 12},
+         "waypoint": {"mean": [0.5, 0.0, 0.1, 0.0, 0.5, 0.0], "std": [0.1, 0.15, 0.05, 0.6, 0.1, 0.15]}}
 
 
 def add_arguments(parser) -> None:
@@ -75,7 +76,10 @@ def _train_rate(policy, device: str, sync, batch: int = 8, steps: int = 3) -> fl
     K, D = policy.cfg.model.action.horizon, policy.cfg.model.action.dim
     data = {"observation.images.front": torch.randint(0, 256, (batch, 128, 128, 3), dtype=torch.uint8),
             "observation.state": torch.zeros(batch, 12), "action": torch.zeros(batch, K, D),
-            "action_is_pad": torch.zeros(batch, K, dtype=torch.bool), "task": ["pick up the red block"] * batch}
+            "action_is_pad": torch.zeros(batch, K, dtype=torch.bool), "task": ["pick up the red block"] * batch,
+            # oracle labels, so the auxiliary heads' cost is part of a training step as in real runs
+            "oracle.waypoint": torch.full((batch, 6), 0.3), "oracle.valid": torch.ones(batch, dtype=torch.bool),
+            "oracle.pixel": torch.full((batch, 2), 64.0)}
     opt = torch.optim.AdamW(policy.net.parameters(), lr=1e-5)
     policy.net.train()
 

@@ -22,6 +22,9 @@ class ActionConfig:
     n_bins: int = 256
     gripper_dims: tuple[int, ...] = (4,)
     decoding: str = "parallel"       # "parallel" (one forward per chunk) | "autoregressive" (KV cache)
+    # Soft targets for the bin tokens: a Gaussian over neighbouring bins with this std (in bins) instead of a
+    # one-hot, so the cross-entropy knows bin 30 is nearer 31 than 60 ("HL-Gauss"). 0 = plain one-hot.
+    label_sigma: float = 0.0
 
 
 @dataclass
@@ -32,6 +35,10 @@ class ModelConfig:
     action: ActionConfig = field(default_factory=ActionConfig)
     state_dim: int = 12
     state_token: bool = True         # proprio state enters as one extra LM token
+    # Which state values the token sees (None = all). Feeding the end-effector x, y (or the joints, which imply
+    # them) lets a behaviour-cloned policy extrapolate its own displacement from the start pose instead of
+    # looking for the goal (the "copycat" shortcut); the `cpu` preset keeps z, yaw and the gripper opening.
+    state_dims: list[int] | None = None
     max_text_tokens: int = 32        # instructions are truncated to this many tokens
     word_dropout: float = 0.1        # training only: words replaced by [UNK] with this probability
     # Grounded colour words: word -> RGB. Their embeddings are an MLP of the RGB value instead of a table row,
@@ -89,6 +96,11 @@ class PolicyConfig:
         act = self.model.action
         if self.model.aux_source not in ("bridge", "lm"):
             raise VLAError(f"model.aux_source must be 'bridge' or 'lm' (got {self.model.aux_source!r}).")
+        dims = self.model.state_dims
+        if dims is not None and (not dims or any(not 0 <= d < self.model.state_dim for d in dims)):
+            raise VLAError(f"model.state_dims must be indices in 0..{self.model.state_dim - 1} (got {dims}).")
+        if not act.label_sigma >= 0:
+            raise VLAError(f"model.action.label_sigma must be >= 0 (got {act.label_sigma}).")
         if act.decoding not in DECODING:
             raise VLAError(f"unknown decoding {act.decoding!r}; " + did_you_mean(act.decoding, DECODING))
         if not 1 <= act.execute <= act.horizon:

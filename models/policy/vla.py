@@ -46,7 +46,9 @@ class VLANet(nn.Module):
         self.llm = build_llm(cfg.llm, len(tokenizer), load_weights)
         hidden = cfg.llm.hidden_size
         self.bridge = build_bridge(cfg.bridge, self.vision.width, hidden, load_weights, self.vision.num_tokens)
-        self.state_proj = nn.Linear(cfg.state_dim, hidden) if cfg.state_token else None
+        dims = list(range(cfg.state_dim)) if cfg.state_dims is None else list(cfg.state_dims)
+        self.register_buffer("state_index", torch.tensor(dims, dtype=torch.long), persistent=False)
+        self.state_proj = nn.Linear(len(dims), hidden) if cfg.state_token else None
         self.text_to_bridge = nn.Linear(hidden, cfg.bridge.hidden_size) if self.bridge.text_input else None
         self.n_act = act.horizon * act.dim
         # parallel decoding's K*D slot embeddings (kept, frozen, under autoregressive decoding: one layout)
@@ -112,7 +114,8 @@ class VLANet(nn.Module):
         parts, masks = [vis], [ones.expand(-1, vis.shape[1])]
         st = None
         if self.state_proj is not None:
-            st = self.state_proj((state.to(vis.device).float() - self.state_mean) / self.state_std)  # (B, H)
+            st = (state.to(vis.device).float() - self.state_mean) / self.state_std
+            st = self.state_proj(st[:, self.state_index])                                 # (B, H)
         logits = None
         if self.ground is not None:
             m = text_mask[..., None].to(text.dtype)
@@ -164,7 +167,10 @@ class VLANet(nn.Module):
         valid = torch.ones(B, K, D, dtype=torch.bool, device=device) if pad is None else \
             (~pad.to(device).bool())[:, :, None].expand(B, K, D)
         valid = valid.reshape(B, K * D)
-        loss = F.cross_entropy(logits[valid], local[valid])
+        if self.cfg.action.label_sigma > 0:
+            loss = self._soft_ce(logits[valid], actions.reshape(B, K * D)[valid], valid.nonzero()[:, 1] % D)
+        else:
+            loss = F.cross_entropy(logits[valid], local[valid])
         with torch.no_grad():
             pred = logits.argmax(-1)
             acc = (pred == local)[valid].float().mean()
@@ -181,6 +187,25 @@ class VLANet(nn.Module):
             loss = loss + self.cfg.grounding_loss * g_loss
             metrics.update(ground_loss=g_loss.detach(), ground_acc=g_acc, loss=loss.detach())
         return loss, metrics
+
+    def _soft_ce(self, logits: torch.Tensor, values: torch.Tensor, dims: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against Gaussian soft targets over the bins (one-hot for gripper dimensions).
+
+        logits (M, A) over the action vocabulary, values (M,) continuous targets, dims (M,) their dimension.
+        """
+        a = self.actions
+        low, width = a.low.to(values.device)[dims], a.bin_width.to(values.device)[dims]
+        pos = (values.float() - low) / width - 0.5                                       # in bin-centre units
+        centres = torch.arange(a.vocab_size, device=values.device, dtype=torch.float32)
+        score = -0.5 * ((centres[None] - pos[:, None]) / self.cfg.action.label_sigma) ** 2
+        score[:, a.n_bins:] = float("-inf")
+        soft = score.softmax(-1)                          # normalised in log space: no underflow when narrow
+        grip = a.gripper.to(values.device)[dims]
+        hard = F.one_hot(a.encode_local(values[:, None].expand(-1, a.dim))[torch.arange(len(dims)), dims],
+                         a.vocab_size).float()
+        target = torch.where(grip[:, None], hard, soft)
+        logp = logits.float().log_softmax(-1)
+        return -torch.where(target > 0, target * logp, torch.zeros_like(logp)).sum(-1).mean()
 
     def _aux_loss(self, features, labels, ok) -> tuple[torch.Tensor, torch.Tensor]:
         """Smooth-L1 on normalised (waypoint, goal) over frames with valid labels; also the goal's xy error (cm)."""

@@ -205,3 +205,42 @@ def test_temporal_ensembling_averages_live_chunks_with_exponential_weights():
     for bad in (-1.0, float("nan")):
         with pytest.raises(VLAError, match="ensemble must be a finite number"):
             policy.configure(ensemble=bad)
+
+
+def test_soft_bin_targets_match_one_hot_when_narrow_and_spread_when_wide():
+    hard = tiny_policy()
+    b = batch(hard)
+    hard.net.eval()
+    ref, _ = hard.forward(b)
+    narrow = tiny_policy(extra=("model.action.label_sigma=0.05",))
+    narrow.net.load_state_dict(hard.net.state_dict())
+    narrow.net.eval()
+    assert torch.allclose(narrow.forward(b)[0], ref, atol=1e-4)
+    # ordinal: predicting a neighbouring bin costs less than a far one (one-hot CE cannot tell them apart)
+    wide = tiny_policy(extra=("model.action.label_sigma=2.0",)).net
+    a = wide.actions
+    value = a.low[0] + a.bin_width[0] * 5.5                      # the centre of bin 5 of dimension 0
+    costs = []
+    for predicted in (6, 12):
+        logits = torch.full((1, a.vocab_size), -20.0)
+        logits[0, predicted] = 0.0
+        costs.append(float(wide._soft_ce(logits, value.view(1), torch.tensor([0]))))
+    assert costs[0] < costs[1] - 1.0
+    with pytest.raises(VLAError, match="label_sigma must be >= 0"):
+        tiny_policy(extra=("model.action.label_sigma=-1",))
+
+
+def test_state_dims_limit_what_the_state_token_sees():
+    policy = tiny_policy(extra=("model.state_dims=[2,3,4]",))
+    o = obs()
+    base = policy.predict_chunk(o)
+    moved_xy = dict(o, state=o["state"] + np.r_[0.3, -0.3, np.zeros(10)].astype(np.float32))
+    moved_z = dict(o, state=o["state"] + np.r_[0, 0, 0.5, np.zeros(9)].astype(np.float32))
+    with torch.no_grad():
+        ids, mask = policy.net.encode_text([o["instruction"]], "cpu")
+        img = torch.as_tensor(o["front"])[None]
+        e = [policy.net.prefix(img, torch.as_tensor(x["state"])[None], ids, mask)[0] for x in (o, moved_xy, moved_z)]
+    assert torch.equal(e[0], e[1]) and not torch.equal(e[0], e[2])
+    assert np.array_equal(base, policy.predict_chunk(moved_xy))
+    with pytest.raises(VLAError, match="state_dims must be indices"):
+        tiny_policy(extra=("model.state_dims=[2,12]",))
