@@ -42,7 +42,7 @@ def run(args) -> int:
         torch.set_num_threads(cfg.train.threads)
     root = _data_root(cfg.data.root)
     data = load_training_data(root, cfg.model.action.horizon, cfg.data.max_episodes)
-    if cfg.model.aux_waypoint > 0:
+    if cfg.model.aux_waypoint > 0 or cfg.model.grounding:   # both train on oracle labels
         from vla.agent.train.labels import oracle_labels
 
         data.attach_oracle_labels(*oracle_labels(root, workers=cfg.data.label_workers,

@@ -64,7 +64,7 @@ class TrainingData:
             raise VLAError(f"oracle labels cover {labels.shape[0]} frames; the dataset has {len(self)}.")
         if not bool(valid.any()):
             raise VLAError("no episode of this dataset could be replayed for oracle labels (it lacks the replay "
-                           "info `vla collect` records); set model.aux_waypoint=0.")
+                           "info `vla collect` records); set model.aux_waypoint=0 model.grounding=false.")
         good = labels[valid]
         self.waypoint, self.waypoint_valid = labels, valid
         from vla.envs.camera import project_front
