@@ -28,8 +28,7 @@ EMPTY_Z = 0.9999999  # TinyRenderer clears its depth buffer to 0.99999994
 class Camera:
     def __init__(self, bullet, width: int, height: int, fov: float = 45.0):
         self.p, self.width, self.height = bullet, width, height
-        self.proj = bullet.computeProjectionMatrixFOV(fov, width / height, NEAR, FAR)
-        self.view = bullet.computeViewMatrix(FRONT_EYE, FRONT_TARGET, (0, 0, 1))
+        self.view, self.proj = front_matrices(width, height, fov)
         self.background = None  # (rgb (H, W, 3), zbuf (H, W), seg (H, W)) of the static scene, front view
 
     def cache_background(self, bullet_static) -> None:
@@ -66,12 +65,17 @@ class Camera:
         return self.p.computeViewMatrix(eye.tolist(), (eye + forward - 0.3 * up).tolist(), up.tolist())
 
 
-def project_front(points, width: int, height: int, fov: float = 45.0) -> np.ndarray:
-    """World points (..., 3) -> pixel coordinates (..., 2) as (column, row) in the front camera's image."""
+def front_matrices(width: int, height: int, fov: float = 45.0) -> tuple[tuple, tuple]:
+    """The fixed front camera's (view, projection) matrices, as pybullet takes them (column-major 16-tuples)."""
     import pybullet
 
-    view = np.array(pybullet.computeViewMatrix(FRONT_EYE, FRONT_TARGET, (0, 0, 1))).reshape(4, 4, order="F")
-    proj = np.array(pybullet.computeProjectionMatrixFOV(fov, width / height, NEAR, FAR)).reshape(4, 4, order="F")
+    return (pybullet.computeViewMatrix(FRONT_EYE, FRONT_TARGET, (0, 0, 1)),
+            pybullet.computeProjectionMatrixFOV(fov, width / height, NEAR, FAR))
+
+
+def project_front(points, width: int, height: int, fov: float = 45.0) -> np.ndarray:
+    """World points (..., 3) -> pixel coordinates (..., 2) as (column, row) in the front camera's image."""
+    view, proj = (np.array(m).reshape(4, 4, order="F") for m in front_matrices(width, height, fov))
     pts = np.asarray(points, dtype=np.float64)
     homo = np.concatenate([pts, np.ones(pts.shape[:-1] + (1,))], -1)
     clip = homo @ (proj @ view).T

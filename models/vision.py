@@ -133,13 +133,16 @@ class VisionEncoder(nn.Module):
         """Set the mean image and the residual std from training images (uint8 (N, H, W, 3) or float)."""
         if self.normalize != "mean_image":
             return
-        total = torch.zeros_like(self.mean_image[0])
+        total = torch.zeros_like(self.mean_image[0], dtype=torch.float64)
+        total_sq = torch.zeros_like(total)
         for i in range(0, len(images), batch):
-            total += self._resized(images[i: i + batch]).sum(0)
+            x = self._resized(images[i: i + batch]).double()
+            total += x.sum(0)
+            total_sq += (x * x).sum(0)
         mean = total / len(images)
-        sq = sum(float(((self._resized(images[i: i + batch]) - mean) ** 2).sum()) for i in range(0, len(images), batch))
-        self.mean_image.copy_(mean[None])
-        self.residual_std.fill_(max((sq / (len(images) * mean.numel())) ** 0.5, 1e-3))
+        var = (total_sq / len(images) - mean * mean).clamp_min(0).mean()    # residual variance, all pixels
+        self.mean_image.copy_(mean[None].float())
+        self.residual_std.fill_(max(float(var) ** 0.5, 1e-3))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B, 3, S, S) normalised -> patch tokens (B, N, width)."""

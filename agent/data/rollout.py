@@ -6,8 +6,10 @@ An episode is reproduced from (env id, env kwargs, seed, options): `gymnasium.ma
 Perturbed demonstrations (DART, Laskey et al. 2017): with `noise` > 0 the action *executed* at a step is, with
 probability 1/2, the oracle's plus Gaussian noise on dx, dy, dz (std `noise` metres), drawn from a stream seeded
 by the episode seed, while the oracle's clean action is what is *recorded*. (Noise on every step would keep the
-oracle from ever arriving at a waypoint; clean steps let it.) The expert is thus shown recovering from the small errors
-a learned policy makes, and the episode still replays exactly from (seed, recorded actions, noise). Row t holds the observation before action t;
+oracle from ever arriving at a waypoint; clean steps let it.) The expert is thus shown recovering from the small
+errors a learned policy makes, and the episode still replays exactly from (seed, recorded actions, noise).
+
+Row t holds the observation before action t;
 the scene annotations are taken after reset ("scene_first") and after the last action ("scene_last").
 """
 from __future__ import annotations

@@ -38,17 +38,15 @@ def evaluate_offline(policy_path: str, root: str | Path, frames: int = 1024, lab
     from vla.agent.train.data import load_training_data
     from vla.models.policy.policy import load_policy
 
-    policy = load_policy(policy_path)
     root = Path(root)
     if not root.exists():
         raise VLAError(f"dataset {str(root)!r} does not exist.")
+    policy = load_policy(policy_path)
     data = load_training_data(root, policy.cfg.model.action.horizon, progress=False)
     if labels and (policy.net.aux_head is not None or policy.net.ground is not None):
         from vla.agent.train.labels import oracle_labels
 
-        stats = dict(data.stats)
-        data.attach_oracle_labels(*oracle_labels(root, progress=False))
-        data.stats = stats            # the policy normalises with its own training statistics
+        data.attach_oracle_labels(*oracle_labels(root, progress=False))   # the net keeps its own statistics
     result = offline_metrics(policy, data, frames)
     result.update(policy=str(policy_path), data=str(root))
     return result

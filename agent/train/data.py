@@ -14,6 +14,9 @@ import torch.nn.functional as F
 from vla import VLAError
 
 
+GOAL_Z = 0.02   # height at which a skill goal (an object or a bowl on the table) is projected into the image
+
+
 @dataclass
 class TrainingData:
     images: torch.Tensor        # (N, H, W, 3) uint8
@@ -73,9 +76,6 @@ class TrainingData:
         h, w = self.images.shape[1:3]
         self.goal_pixel = torch.as_tensor(project_front(goal.numpy(), int(w), int(h)), dtype=torch.float32)
         self.stats["waypoint"] = {"mean": good.mean(0).tolist(), "std": good.std(0).clamp_min(1e-3).tolist()}
-
-
-GOAL_Z = 0.02   # height at which a skill goal (an object or a bowl on the table) is projected into the image
 
 
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None, return_offsets: bool = False):

@@ -100,8 +100,9 @@ def _start(cfg: PolicyConfig, data: TrainingData, run_dir: Path, resume: bool, d
             cfg.model.word_rgb = {name: [float(c) for c in rgba[:3]] for name, rgba in COLORS.items()}
         torch.manual_seed(cfg.train.seed)
         policy = VLAPolicy.create(cfg, data.stats, data.tasks)
-        sample = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.train.seed))[:4096]
-        policy.net.vision.fit_mean_image(data.images[sample.sort().values])
+        if cfg.model.vision.normalize == "mean_image":
+            sample = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.train.seed))[:4096]
+            policy.net.vision.fit_mean_image(data.images[sample.sort().values])
         policy.to(device)
         return policy, _optimizer(policy.net, cfg.train), 0, None
     policy = load_policy(last, device=str(device))

@@ -47,7 +47,7 @@ class ModelConfig:
     ground_colors: bool = False
     word_rgb: dict[str, list[float]] | None = None
     # Auxiliary loss weight for predicting the scripted expert's waypoint and skill goal (x, y, z, yaw, gx, gy)
-    # from the LM's action-slot states; labels come from replaying the demos (vla.agent.train.labels).
+    # from `aux_source`; labels come from replaying the demos (vla.agent.train.labels).
     aux_waypoint: float = 0.0
     aux_source: str = "bridge"       # "bridge" (vision tokens only: forces the camera to be used) | "lm"
     # A grounding head (see vla.models.policy.vla.GroundingHead) adds one LM token: where the current step's
@@ -61,7 +61,7 @@ class DataConfig:
     root: str = "data/seen128"
     max_episodes: int | None = None
     shift: int = 4                   # random image shift augmentation in pixels (0 = off)
-    label_workers: int = 2           # processes replaying episodes for oracle labels (model.aux_waypoint > 0)
+    label_workers: int = 2           # processes replaying episodes for oracle labels (aux_waypoint / grounding)
 
 
 @dataclass

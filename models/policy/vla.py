@@ -160,7 +160,6 @@ class VLANet(nn.Module):
         embeds, mask, ground_logits = self.prefix_parts(images, batch["observation.state"], text_ids, text_mask)
         targets = self.actions.encode(actions).reshape(B, K * D)                         # (B, K*D)
         hidden = self._slots_hidden(embeds, mask, targets)                               # (B, K*D, H)
-        aux_in = embeds[:, : self.n_vis].flatten(1) if self.cfg.aux_source == "bridge" else hidden.mean(1)
         logits = self.action_logits(hidden)                                              # (B, K*D, A)
         local = targets - self.actions.offset
         pad = batch.get("action_is_pad")
@@ -177,6 +176,7 @@ class VLANet(nn.Module):
             l1 = (self.actions.decode_local(pred.view(B, K, D)) - actions).abs()[valid.view(B, K, D)].mean()
         metrics = {"loss": loss.detach(), "action_loss": loss.detach(), "token_acc": acc, "action_l1": l1}
         if self.aux_head is not None and "oracle.waypoint" in batch:
+            aux_in = embeds[:, : self.n_vis].flatten(1) if self.cfg.aux_source == "bridge" else hidden.mean(1)
             aux, err = self._aux_loss(aux_in, batch["oracle.waypoint"].to(device), batch["oracle.valid"].to(device))
             loss = loss + self.cfg.aux_waypoint * aux
             metrics.update(aux_loss=aux.detach(), goal_err_cm=err, loss=loss.detach())
@@ -201,8 +201,7 @@ class VLANet(nn.Module):
         score[:, a.n_bins:] = float("-inf")
         soft = score.softmax(-1)                          # normalised in log space: no underflow when narrow
         grip = a.gripper.to(values.device)[dims]
-        hard = F.one_hot(a.encode_local(values[:, None].expand(-1, a.dim))[torch.arange(len(dims)), dims],
-                         a.vocab_size).float()
+        hard = F.one_hot(a.n_bins + (values >= 0.5).long(), a.vocab_size).float()     # open / closed token
         target = torch.where(grip[:, None], hard, soft)
         logp = logits.float().log_softmax(-1)
         return -torch.where(target > 0, target * logp, torch.zeros_like(logp)).sum(-1).mean()
