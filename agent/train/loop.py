@@ -90,6 +90,10 @@ class MetricLog:
             self.writer.close()
 
 
+#: model settings that only change how training feeds the network; a resumed run takes them from its command
+TRAINING_ONLY_MODEL_KEYS = ("word_dropout", "ground_teacher")
+
+
 def _start(cfg: PolicyConfig, data: TrainingData, run_dir: Path, resume: bool, device: torch.device):
     """(policy on device, optimizer, first step, checkpoint): fresh, or the newest checkpoint in run_dir."""
     last = latest_checkpoint(run_dir) if resume else None
@@ -107,6 +111,8 @@ def _start(cfg: PolicyConfig, data: TrainingData, run_dir: Path, resume: bool, d
         return policy, _optimizer(policy.net, cfg.train), 0, None
     policy = load_policy(last, device=str(device))
     policy.cfg.train = cfg.train                     # the schedule/length may be extended on resume
+    for key in TRAINING_ONLY_MODEL_KEYS:             # so may what only shapes training, not the architecture
+        setattr(policy.cfg.model, key, getattr(cfg.model, key))
     opt = _optimizer(policy.net, cfg.train)
     from vla.models.checkpoint import read_checkpoint
 

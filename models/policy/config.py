@@ -12,6 +12,7 @@ from vla.models.vision import VisionConfig
 
 PRESET_DIR = ROOT / "configs" / "policy"
 DECODING = ("parallel", "autoregressive")
+GROUND_GOALS = ("", "patch", "pixel")
 
 
 @dataclass
@@ -54,6 +55,17 @@ class ModelConfig:
     # object is. With oracle labels it is trained against the goal's patch, weighted by grounding_loss.
     grounding: bool = False
     grounding_loss: float = 1.0
+    # The grounding head also estimates the goal's table position (x, y, robot frame) and its LM token carries
+    # that position and its offset from the end effector: "" (off) | "patch" (every patch near the goal
+    # regresses it) | "pixel" (a small text-conditioned conv net scores a stride-2 pixel grid on top of the
+    # patch scores; the soft-argmax pixel is mapped to the table by a learned camera map). Both are trained on
+    # the oracle labels; "pixel" needs data.shift = 0 (a shifted image moves the pixel but not the table).
+    ground_goal: str = ""
+    # Training only: the probability that this token carries the oracle's goal (plus 5 mm noise) instead of the
+    # estimate. A goal that is often wrong in training teaches the LM to trust it only partly, so it under-shoots
+    # (errors in variables); mostly exact goals teach the offset -> action map sharply. A resumed run takes this
+    # (and word_dropout) from its command, the architecture from the checkpoint.
+    ground_teacher: float = 0.0
 
 
 @dataclass
@@ -99,6 +111,16 @@ class PolicyConfig:
         dims = self.model.state_dims
         if dims is not None and (not dims or any(not 0 <= d < self.model.state_dim for d in dims)):
             raise VLAError(f"model.state_dims must be indices in 0..{self.model.state_dim - 1} (got {dims}).")
+        if self.model.ground_goal not in GROUND_GOALS:
+            raise VLAError(f"model.ground_goal must be one of {', '.join(map(repr, GROUND_GOALS))} "
+                           f"(got {self.model.ground_goal!r}).")
+        if self.model.ground_goal and not self.model.grounding:
+            raise VLAError("model.ground_goal needs model.grounding=true.")
+        if self.model.ground_goal == "pixel" and self.data.shift:
+            raise VLAError("model.ground_goal=pixel needs data.shift=0: a shifted image moves the goal's pixel but "
+                           "not its place on the table.")
+        if not 0 <= self.model.ground_teacher <= 1:
+            raise VLAError(f"model.ground_teacher must be in [0, 1] (got {self.model.ground_teacher}).")
         if not act.label_sigma >= 0:
             raise VLAError(f"model.action.label_sigma must be >= 0 (got {act.label_sigma}).")
         if act.decoding not in DECODING:

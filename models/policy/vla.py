@@ -56,14 +56,16 @@ class VLANet(nn.Module):
                                            requires_grad=act.decoding == "parallel")
         self.aux_head = None
         self.n_vis = self.bridge.num_tokens or self.vision.num_tokens
+        if cfg.aux_waypoint > 0 or cfg.ground_goal:
+            self.register_buffer("wp_mean", _vec(stats, "waypoint", "mean", 6), persistent=False)
+            self.register_buffer("wp_std", _vec(stats, "waypoint", "std", 6), persistent=False)
         if cfg.aux_waypoint > 0:
             # auxiliary: the expert's waypoint and skill goal, read from the bridge's vision tokens alone (they do
             # not see the proprio state, so only looking at the image lowers this loss) or from the LM's states
             width = self.n_vis * hidden if cfg.aux_source == "bridge" else hidden
             self.aux_head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 256), nn.GELU(), nn.Linear(256, 6))
-            self.register_buffer("wp_mean", _vec(stats, "waypoint", "mean", 6), persistent=False)
-            self.register_buffer("wp_std", _vec(stats, "waypoint", "std", 6), persistent=False)
-        self.ground = GroundingHead(self.vision.width, hidden, self.vision.grid) if cfg.grounding else None
+        self.ground = GroundingHead(self.vision.width, hidden, self.vision.grid, goal=cfg.ground_goal) \
+            if cfg.grounding else None
         self.color_mlp = None
         if cfg.word_rgb:
             self._ground_words(cfg.word_rgb, hidden)
@@ -105,9 +107,14 @@ class VLANet(nn.Module):
         """-> embeddings (B, P, H) and attention mask (B, P) for [vision tokens | grounding | state | text]."""
         return self.prefix_parts(images, state, text_ids, text_mask)[:2]
 
-    def prefix_parts(self, images, state, text_ids, text_mask):
-        """prefix() plus the grounding head's per-patch logits (B, N) (None without a grounding head)."""
-        patches = self.vision(self.vision.preprocess(images))                            # (B, N, Dv)
+    def prefix_parts(self, images, state, text_ids, text_mask, teacher_goal=None):
+        """prefix() plus the grounding head's outputs (a dict; None without a grounding head).
+
+        teacher_goal: optional (B, 2) goal positions in metres (NaN rows: use the prediction) for the grounding
+        token to carry instead of the predicted goal (training with `ground_teacher`).
+        """
+        pixels = self.vision.preprocess(images)                                          # (B, 3, S, S)
+        patches = self.vision(pixels)                                                    # (B, N, Dv)
         text = self.embed_text(text_ids)                                                 # (B, T, H)
         vis = self.bridge(patches, None if self.text_to_bridge is None else self.text_to_bridge(text))  # (B, Q, H)
         ones = torch.ones(vis.shape[0], 1, dtype=torch.long, device=vis.device)
@@ -116,11 +123,18 @@ class VLANet(nn.Module):
         if self.state_proj is not None:
             st = (state.to(vis.device).float() - self.state_mean) / self.state_std
             st = self.state_proj(st[:, self.state_index])                                 # (B, H)
-        logits = None
+        ground = None
         if self.ground is not None:
             m = text_mask[..., None].to(text.dtype)
             summary = (text * m).sum(1) / m.sum(1).clamp_min(1)                          # (B, H)
-            token, logits = self.ground(patches, summary if st is None else summary + st)
+            ee, teacher = None, None
+            if self.ground.goal:
+                mean, std = self.wp_mean[4:6], self.wp_std[4:6]
+                ee = (state.to(vis.device).float()[:, :2] - mean) / std
+                if teacher_goal is not None:
+                    teacher = (teacher_goal.to(vis.device).float() - mean) / std
+            token, ground = self.ground(patches, summary if st is None else summary + st, ee, teacher,
+                                        self.wp_std[4:6] if ee is not None else None, pixels)
             parts.append(token[:, None].to(vis.dtype))
             masks.append(ones)
         if st is not None:
@@ -128,7 +142,7 @@ class VLANet(nn.Module):
             masks.append(ones)
         parts.append(text.to(vis.dtype))
         masks.append(text_mask)
-        return torch.cat(parts, 1), torch.cat(masks, 1), logits
+        return torch.cat(parts, 1), torch.cat(masks, 1), ground
 
     def action_logits(self, hidden: torch.Tensor, start: int = 0) -> torch.Tensor:
         """hidden (B, L, H) at action slots start..start+L -> constrained logits (B, L, A) over action tokens."""
@@ -157,7 +171,13 @@ class VLANet(nn.Module):
         if self.training and self.cfg.word_dropout > 0:
             drop = torch.rand(text_ids.shape, generator=generator, device="cpu").to(device) < self.cfg.word_dropout
             text_ids = torch.where(drop & text_mask.bool(), self.tokenizer.unk_token_id, text_ids)
-        embeds, mask, ground_logits = self.prefix_parts(images, batch["observation.state"], text_ids, text_mask)
+        teacher = None
+        if self.training and self.cfg.ground_teacher > 0 and "oracle.waypoint" in batch:
+            goal = batch["oracle.waypoint"][:, 4:6].float()
+            pick = (torch.rand(B, generator=generator) < self.cfg.ground_teacher) & batch["oracle.valid"].bool()
+            noise = torch.randn(B, 2, generator=generator) * 0.005
+            teacher = torch.where(pick[:, None], goal + noise, torch.full_like(goal, float("nan")))
+        embeds, mask, ground = self.prefix_parts(images, batch["observation.state"], text_ids, text_mask, teacher)
         targets = self.actions.encode(actions).reshape(B, K * D)                         # (B, K*D)
         hidden = self._slots_hidden(embeds, mask, targets)                               # (B, K*D, H)
         logits = self.action_logits(hidden)                                              # (B, K*D, A)
@@ -180,12 +200,24 @@ class VLANet(nn.Module):
             aux, err = self._aux_loss(aux_in, batch["oracle.waypoint"].to(device), batch["oracle.valid"].to(device))
             loss = loss + self.cfg.aux_waypoint * aux
             metrics.update(aux_loss=aux.detach(), goal_err_cm=err, loss=loss.detach())
-        if ground_logits is not None and "oracle.pixel" in batch:
-            g_loss, g_acc = self.ground.loss(ground_logits, batch["oracle.pixel"].to(device),
-                                             batch["oracle.valid"].to(device),
-                                             images.shape[1:3] if images.dtype == torch.uint8 else images.shape[2:4])
+        if ground is not None and "oracle.pixel" in batch:
+            valid_goal = batch["oracle.valid"].to(device)
+            g_loss, g_acc, target = self.ground.loss(ground["logits"], batch["oracle.pixel"].to(device), valid_goal,
+                                                     images.shape[1:3] if images.dtype == torch.uint8
+                                                     else images.shape[2:4])
+            metrics.update(ground_acc=g_acc)
+            if self.ground.goal:
+                goal = (batch["oracle.waypoint"][:, 4:6].to(device).float() - self.wp_mean[4:6]) / self.wp_std[4:6]
+                if self.ground.goal == "patch":
+                    r_loss, err = self.ground.regress_loss(ground, goal, target, self.wp_std[4:6])
+                else:
+                    hw = images.shape[1:3] if images.dtype == torch.uint8 else images.shape[2:4]
+                    uv = batch["oracle.pixel"].to(device).float() / torch.tensor([hw[1], hw[0]], device=device)
+                    r_loss, err = self.ground.pixel_loss(ground, goal, uv, valid_goal, self.wp_std[4:6])
+                g_loss = g_loss + r_loss
+                metrics.update(ground_reg_loss=r_loss.detach(), ground_err_cm=err)
             loss = loss + self.cfg.grounding_loss * g_loss
-            metrics.update(ground_loss=g_loss.detach(), ground_acc=g_acc, loss=loss.detach())
+            metrics.update(ground_loss=g_loss.detach(), loss=loss.detach())
         return loss, metrics
 
     def _soft_ce(self, logits: torch.Tensor, values: torch.Tensor, dims: torch.Tensor) -> torch.Tensor:
@@ -271,35 +303,138 @@ class GroundingHead(nn.Module):
     dense, per-patch signal that teaches the vision tower to find small named objects quickly.
     """
 
-    def __init__(self, vision_width: int, hidden: int, grid: int, width: int = 128):
+    def __init__(self, vision_width: int, hidden: int, grid: int, width: int = 128, goal: str = ""):
         super().__init__()
-        self.grid = grid
+        self.grid, self.goal = grid, goal
         self.patch = nn.Sequential(nn.LayerNorm(vision_width), nn.Linear(vision_width, width))
         self.cond = nn.Linear(hidden, width)
         self.score = nn.Linear(width, 1)
         self.token = nn.Linear(vision_width + 2, hidden)
+        # "patch": every patch near the goal says where the goal is on the table (normalised x, y)
+        self.regress = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, 2)) \
+            if goal == "patch" else None
+        self.fine = PixelGrounding(hidden) if goal == "pixel" else None
+        self.geometry = nn.Sequential(nn.Linear(4, hidden), nn.GELU(), nn.Linear(hidden, hidden)) if goal else None
         ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
         centres = torch.stack([xs, ys], -1).reshape(-1, 2).float()
         self.register_buffer("centres", (centres + 0.5) / grid * 2 - 1, persistent=False)   # (N, 2)
+        self.register_buffer("cells", centres.long(), persistent=False)                     # (N, 2) column, row
 
-    def forward(self, patches: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """patches (B, N, Dv), condition (B, H) -> LM token (B, H), patch logits (B, N)."""
+    def forward(self, patches: torch.Tensor, condition: torch.Tensor, ee: torch.Tensor | None = None,
+                teacher: torch.Tensor | None = None, std: torch.Tensor | None = None,
+                pixels: torch.Tensor | None = None):
+        """patches (B, N, Dv), condition (B, H) -> LM token (B, H) and {"logits" (B, N), "reg", "goal", ...}.
+
+        With a goal estimate, ee (B, 2) is the end effector's normalised x, y; teacher (B, 2) optional normalised
+        goals to carry instead of the estimate (NaN rows keep it); std (2,) the normalisation scale (m); pixels
+        (B, 3, S, S) the normalised image ("pixel" only).
+        """
         h = F.gelu(self.patch(patches) + self.cond(condition.to(patches.dtype))[:, None])
         logits = self.score(h).squeeze(-1).float()                                       # (B, N)
         attn = logits.softmax(-1).to(patches.dtype)
         pooled = torch.einsum("bn,bnd->bd", attn, patches)
         xy = attn @ self.centres.to(patches.dtype)                                       # (B, 2)
-        return self.token(torch.cat([pooled, xy], -1)), logits
+        token = self.token(torch.cat([pooled, xy], -1))
+        out = {"logits": logits, "reg": None, "goal": None}
+        if self.regress is not None:
+            reg = self.regress(h).float()                                                # (B, N, 2)
+            out.update(reg=reg, goal=(attn.float()[..., None] * reg).sum(1))            # (B, 2)
+        elif self.fine is not None:
+            out.update(self.fine(pixels, condition, logits, self.grid))
+        if self.goal:
+            goal = out["goal"]
+            carried = goal if teacher is None else torch.where(torch.isnan(teacher), goal, teacher)
+            offset = (carried - ee) * std / 0.05                                         # in 5 cm units
+            token = token + self.geometry(torch.cat([carried, offset], -1).to(token.dtype))
+        return token, out
 
-    def loss(self, logits, pixel, valid, image_hw) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-entropy against the patch holding `pixel` (B, 2: column, row in the input image)."""
+    def loss(self, logits, pixel, valid, image_hw) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cross-entropy against the patch holding `pixel` (B, 2: column, row in the input image).
+
+        -> (loss, accuracy, target patch per sample (B,), -1 where there is no valid target).
+        """
         h, w = int(image_hw[0]), int(image_hw[1])
         col = torch.floor(pixel[:, 0] / w * self.grid).long()
         row = torch.floor(pixel[:, 1] / h * self.grid).long()
         ok = valid & (col >= 0) & (col < self.grid) & (row >= 0) & (row < self.grid)
+        target = torch.where(ok, row * self.grid + col, torch.full_like(col, -1))
         if not bool(ok.any()):
-            return logits.sum() * 0.0, torch.tensor(float("nan"))
-        target = (row * self.grid + col)[ok]
-        loss = F.cross_entropy(logits[ok], target)
-        acc = (logits[ok].argmax(-1) == target).float().mean()
-        return loss, acc
+            return logits.sum() * 0.0, torch.tensor(float("nan")), target
+        loss = F.cross_entropy(logits[ok], target[ok])
+        acc = (logits[ok].argmax(-1) == target[ok]).float().mean()
+        return loss, acc, target
+
+    def regress_loss(self, out: dict, goal: torch.Tensor, target: torch.Tensor, std: torch.Tensor):
+        """Smooth-L1 of every patch within one cell of the target patch, and of the attention-weighted goal,
+        against the normalised goal (B, 2). -> (loss, mean goal error in cm of the weighted prediction)."""
+        ok = target >= 0
+        if not bool(ok.any()):
+            return out["reg"].sum() * 0.0, torch.tensor(float("nan"))
+        cell = self.cells[target.clamp_min(0)]                                          # (B, 2)
+        near = (self.cells[None] - cell[:, None]).abs().amax(-1) <= 1                   # (B, N)
+        near = near & ok[:, None]
+        per_patch = F.smooth_l1_loss(out["reg"], goal[:, None].expand_as(out["reg"]), beta=0.05,
+                                     reduction="none").sum(-1)                          # (B, N)
+        loss = per_patch[near].mean()
+        loss = loss + F.smooth_l1_loss(out["goal"][ok], goal[ok], beta=0.05, reduction="none").sum(-1).mean()
+        with torch.no_grad():
+            err = ((out["goal"][ok] - goal[ok]) * std).norm(dim=-1).mean() * 100
+        return loss, err
+
+    def pixel_loss(self, out: dict, goal: torch.Tensor, uv: torch.Tensor, valid: torch.Tensor, std: torch.Tensor):
+        """"pixel": cross-entropy of the pixel-grid scores against a Gaussian (one cell) around the goal pixel
+        `uv` (B, 2: column, row in [0, 1]); the camera map fitted on (goal pixel -> goal) pairs; and the
+        end-to-end goal. -> (loss, mean goal error in cm of the estimate)."""
+        ok = valid & (uv >= 0).all(-1) & (uv < 1).all(-1)
+        if not bool(ok.any()):
+            return out["fine_logits"].sum() * 0.0, torch.tensor(float("nan"))
+        cells = self.fine.cell_centres(out["fine_logits"].shape[-2:], uv.device)           # (M, 2) in [0, 1]
+        spacing = 1.0 / out["fine_logits"].shape[-1]
+        d2 = ((cells[None] - uv[ok][:, None]) ** 2).sum(-1) / spacing ** 2                 # (b, M) in cells
+        target = (-0.5 * d2).softmax(-1)
+        logp = out["fine_logits"][ok].flatten(1).log_softmax(-1)
+        loss = -(target * logp).sum(-1).mean()
+        loss = loss + F.smooth_l1_loss(self.fine.camera(uv[ok]), goal[ok], beta=0.05, reduction="none").sum(-1).mean()
+        loss = loss + F.smooth_l1_loss(out["goal"][ok], goal[ok], beta=0.05, reduction="none").sum(-1).mean()
+        with torch.no_grad():
+            err = ((out["goal"][ok] - goal[ok]) * std).norm(dim=-1).mean() * 100
+        return loss, err
+
+
+class PixelGrounding(nn.Module):
+    """Pixel-precise grounding: a small conv net over the normalised image (a stride-2 grid), FiLM-conditioned on
+    the instruction and state, whose scores are added to the coarse patch scores (so the patches choose the
+    object and the pixels place it). The soft-argmax cell is mapped to the table's (x, y) by `camera`, an MLP
+    fitted on the oracle labels' (goal pixel, goal) pairs: for a fixed camera a smooth map, learnt exactly.
+    """
+
+    def __init__(self, hidden: int, channels: int = 32):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 24, 3, padding=1)
+        self.c2 = nn.Conv2d(24, channels, 3, stride=2, padding=1)
+        self.film = nn.Linear(hidden, 2 * channels)
+        self.c3 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.out = nn.Conv2d(channels, 1, 1)
+        self.camera = nn.Sequential(nn.Linear(2, 64), nn.GELU(), nn.Linear(64, 64), nn.GELU(), nn.Linear(64, 2))
+
+    @staticmethod
+    def cell_centres(hw, device) -> torch.Tensor:
+        h, w = int(hw[0]), int(hw[1])
+        ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+        return torch.stack([(xs.flatten() + 0.5) / w, (ys.flatten() + 0.5) / h], -1).float()   # (h*w, 2)
+
+    def forward(self, pixels: torch.Tensor, condition: torch.Tensor, coarse: torch.Tensor, grid: int) -> dict:
+        """pixels (B, 3, S, S), condition (B, H), coarse patch logits (B, grid*grid) -> fine logits (B, S/2, S/2),
+        goal pixel uv (B, 2) in [0, 1] and goal (B, 2) normalised table x, y."""
+        x = F.gelu(self.c1(pixels))
+        x = F.gelu(self.c2(x))
+        scale, shift = self.film(condition.to(x.dtype)).chunk(2, -1)
+        x = x * (1 + scale[..., None, None]) + shift[..., None, None]
+        logits = self.out(F.gelu(self.c3(x))).squeeze(1).float()                           # (B, h, w)
+        B, h, w = logits.shape
+        up = coarse.view(B, grid, grid)
+        up = up.repeat_interleave(-(-h // grid), 1).repeat_interleave(-(-w // grid), 2)[:, :h, :w]
+        logits = logits + up
+        prob = logits.flatten(1).softmax(-1)
+        uv = prob @ self.cell_centres((h, w), logits.device)                               # (B, 2)
+        return {"fine_logits": logits, "uv": uv, "goal": self.camera(uv)}

@@ -49,6 +49,16 @@ def test_debug_run_stopped_and_resumed_matches_uninterrupted(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path / "straight")] == ["step_0000002", "step_0000004"]
 
 
+def test_resume_takes_training_only_settings_from_the_command_and_the_architecture_from_the_checkpoint(tmp_path):
+    data = synthetic_data()
+    train_policy(load_config("debug", ["train.steps=2", "train.save_every=2"]), data, tmp_path, progress=False)
+    longer = load_config("debug", ["train.steps=4", "train.save_every=2", "model.word_dropout=0.3",
+                                   "model.llm.layers=3"])
+    final = load_policy(train_policy(longer, data, tmp_path, progress=False))
+    assert final.cfg.train.steps == 4 and final.cfg.model.word_dropout == 0.3
+    assert final.cfg.model.llm.layers == load_config("debug").model.llm.layers      # not 3: the weights decide
+
+
 def test_loss_decreases_when_overfitting_a_small_batch(tmp_path):
     cfg = load_config("debug", ["train.steps=30", "train.save_every=30", "train.lr=0.003", "data.shift=0",
                                 "model.word_dropout=0.0"])

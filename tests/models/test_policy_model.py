@@ -244,3 +244,88 @@ def test_state_dims_limit_what_the_state_token_sees():
     assert np.array_equal(base, policy.predict_chunk(moved_xy))
     with pytest.raises(VLAError, match="state_dims must be indices"):
         tiny_policy(extra=("model.state_dims=[2,12]",))
+
+
+def test_grounding_regression_counts_only_patches_near_the_goal_and_reports_cm():
+    from vla.models.policy.vla import GroundingHead
+
+    head = GroundingHead(vision_width=8, hidden=8, grid=4, goal="patch")
+    goal = torch.tensor([[0.5, -0.5]])
+    target = torch.tensor([5])                                   # row 1, column 1: its 3x3 block is 0-2, 4-6, 8-10
+    reg = goal[:, None].repeat(1, 16, 1).clone()
+    out = {"reg": reg, "goal": goal.clone()}
+    std = torch.tensor([0.1, 0.2])
+    exact, err = head.regress_loss(out, goal, target, std)
+    assert float(exact) == 0.0 and float(err) == 0.0
+    far = dict(out, reg=reg.clone().index_put_((torch.tensor([0]), torch.tensor([15])), torch.tensor([9.0, 9.0])))
+    assert float(head.regress_loss(far, goal, target, std)[0]) == 0.0                     # patch 15 is far
+    near = dict(out, reg=reg.clone().index_put_((torch.tensor([0]), torch.tensor([10])), torch.tensor([9.0, 9.0])))
+    assert float(head.regress_loss(near, goal, target, std)[0]) > 0.1
+    off = dict(out, goal=goal + torch.tensor([[0.3, 0.4]]))     # 3 cm and 8 cm -> sqrt(9 + 64) cm
+    assert abs(float(head.regress_loss(off, goal, target, std)[1]) - 73 ** 0.5) < 1e-4
+    assert torch.isnan(head.regress_loss(out, goal, torch.tensor([-1]), std)[1])
+
+
+@pytest.mark.parametrize("goal", ["patch", "pixel"])
+def test_estimated_goal_and_teacher_goal_feed_the_grounding_token(goal, tmp_path):
+    policy = tiny_policy(extra=("model.grounding=true", f"model.ground_goal={goal}", "model.ground_teacher=1.0",
+                                "model.state_dims=[2,3,4]", "data.shift=0"))
+    net, b = policy.net, batch(policy)
+    net.train()
+    loss, metrics = policy.forward(b)
+    assert {"ground_err_cm", "ground_reg_loss", "ground_acc"} <= set(metrics) and float(metrics["ground_err_cm"]) > 0
+    loss.backward()
+    trained = net.ground.regress[-1] if goal == "patch" else net.ground.fine.c1
+    assert trained.weight.grad.abs().sum() > 0
+    # teacher forcing: in training the token carries the oracle goal, so moving it changes the loss ...
+    moved = dict(b, **{"oracle.waypoint": b["oracle.waypoint"] + torch.tensor([0.1, 0, 0, 0, 0.1, -0.1])})
+    g = torch.Generator().manual_seed(0)
+    first = policy.net(b, torch.Generator().manual_seed(0))[1]["action_loss"]
+    assert not torch.allclose(first, policy.net(moved, g)[1]["action_loss"])
+    # ... and at inference it does not matter; the end effector's x, y now does (through goal - ee)
+    net.eval()
+    with torch.no_grad():
+        assert torch.allclose(net(b)[1]["action_loss"], net(moved)[1]["action_loss"])
+    o = obs()
+    moved_xy = dict(o, state=o["state"] + np.r_[0.3, -0.3, np.zeros(10)].astype(np.float32))
+    with torch.no_grad():
+        ids, mask = net.encode_text([o["instruction"]], "cpu")
+        img = torch.as_tensor(o["front"])[None]
+        e = [net.prefix(img, torch.as_tensor(x["state"])[None], ids, mask)[0] for x in (o, moved_xy)]
+    assert not torch.equal(e[0], e[1])
+    policy.save(tmp_path / goal)
+    assert np.array_equal(load_policy(tmp_path / goal).predict_chunk(o), policy.predict_chunk(o))
+    with pytest.raises(VLAError, match="ground_goal needs model.grounding"):
+        tiny_policy(extra=("model.ground_goal=patch", "model.grounding=false"))
+    with pytest.raises(VLAError, match="needs data.shift=0"):
+        tiny_policy(extra=("model.grounding=true", "model.ground_goal=pixel", "data.shift=2"))
+    with pytest.raises(VLAError, match="ground_goal must be one of"):
+        tiny_policy(extra=("model.grounding=true", "model.ground_goal=voxel"))
+    with pytest.raises(VLAError, match="ground_teacher must be in"):
+        tiny_policy(extra=("model.grounding=true", "model.ground_teacher=2"))
+
+
+def test_pixel_grounding_finds_the_peak_cell_and_scores_a_gaussian_target():
+    from vla.models.policy.vla import GroundingHead
+
+    head = GroundingHead(vision_width=8, hidden=8, grid=2, goal="pixel")
+    pixels = torch.zeros(1, 3, 16, 16)                                            # an 8 x 8 cell grid
+    with torch.no_grad():
+        for p in head.fine.parameters():
+            p.zero_()
+        head.fine.out.bias.fill_(0.0)
+        coarse = torch.tensor([[0.0, 0.0, 0.0, 0.0]])
+        out = head.fine(pixels, torch.zeros(1, 8), coarse, 2)
+    assert out["fine_logits"].shape == (1, 8, 8) and torch.allclose(out["uv"], torch.tensor([[0.5, 0.5]]))
+    # the coarse patch scores alone move the soft-argmax into their patch (upper right: column 1, row 0)
+    with torch.no_grad():
+        out = head.fine(pixels, torch.zeros(1, 8), torch.tensor([[0.0, 30.0, 0.0, 0.0]]), 2)
+    assert torch.allclose(out["uv"], torch.tensor([[0.75, 0.25]]), atol=1e-4)
+    # the loss prefers logits peaked at the labelled pixel over logits peaked elsewhere
+    goal, std, valid = torch.zeros(1, 2), torch.tensor([0.1, 0.1]), torch.tensor([True])
+    uv = torch.tensor([[0.3, 0.8]])                                                 # cell (2, 6)
+    peaked = lambda c, r: dict(out, fine_logits=torch.zeros(1, 8, 8).index_put_(  # noqa: E731
+        (torch.tensor([0]), torch.tensor([r]), torch.tensor([c])), torch.tensor([8.0])), goal=goal)
+    right, wrong = head.pixel_loss(peaked(2, 6), goal, uv, valid, std), head.pixel_loss(peaked(6, 1), goal, uv, valid, std)
+    assert right[0].item() < wrong[0].item() - 1.0 and right[1].item() == 0.0
+    assert torch.isnan(head.pixel_loss(peaked(2, 6), goal, torch.tensor([[1.2, 0.5]]), valid, std)[1])
