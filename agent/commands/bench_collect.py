@@ -40,7 +40,7 @@ def loader_frames_per_s(root, horizon: int, workers: int, epochs: int = 3, batch
 
     ds = LeRobotDataset(root, action_horizon=horizon)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
-                        persistent_workers=workers > 0)
+                        persistent_workers=workers > 0, multiprocessing_context="spawn" if workers > 0 else None)
     t0, n = None, 0
     for _ in range(epochs):
         for batch in loader:  # batch["observation.images.front"]: (B, 3, H, W)

@@ -45,6 +45,10 @@ class LeRobotDataset(torch.utils.data.Dataset):
                 raise VLAError(f"episode {e} is not in {self.root} (it has {self.meta.total_episodes}).")
         self._positions = np.concatenate([np.arange(self._ep_from[e], self._ep_to[e]) for e in chosen])
 
+    def __getstate__(self) -> dict[str, Any]:
+        # open video files and decoded frames stay with this process; a worker opens its own on first use
+        return {**self.__dict__, "_decoder": None}
+
     def _load_columns(self) -> None:
         images = [k for k, ft in self.meta.features.items() if ft["dtype"] == "image"]
         if images:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,8 @@ def oracle_labels(root: str | Path, workers: int = 2, max_episodes: int | None =
 
     with progress_bar(progress) as bar:
         task = bar.add_task("replaying episodes for oracle labels", total=len(todo))
-        pool = ProcessPoolExecutor(workers) if workers > 1 else None
+        # spawn, not fork: the parent holds pyarrow's jemalloc and video decoder threads, which a fork can deadlock
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
         results = pool.map(_replay, [j for _, j in todo], chunksize=8) if pool else map(_replay, [j for _, j in todo])
         for (i, _), (lab, ok) in zip(todo, results):
             lo, hi = spans[i]

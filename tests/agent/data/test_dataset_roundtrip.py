@@ -115,7 +115,11 @@ def test_dataloader_workers_and_episode_subset(written):
     root, episodes = written
     ds = LeRobotDataset(root, action_horizon=2, episodes=[1, 4])
     assert len(ds) == episodes[1].length + episodes[4].length
-    loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True, num_workers=1)
+    ds[0]  # the parent has decoded (and holds an open video file) before the workers start
+    # spawn, as the toolkit's own loaders use: a fork would inherit pyarrow's jemalloc and ffmpeg's decoder
+    # threads (a CI run deadlocked in a forked worker), and spawn also proves the dataset pickles
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True, num_workers=1,
+                                         multiprocessing_context="spawn", timeout=120)
     seen = torch.cat([b["episode_index"] for b in loader])
     assert sorted(set(seen.tolist())) == [1, 4] and len(seen) == len(ds)
 
