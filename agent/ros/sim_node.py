@@ -140,10 +140,12 @@ class SimRobotNode(Node):
 
     def publish_frame(self) -> None:
         stamp = _stamp(self.stamp)
-        self.image_pub.publish(imgconv.to_msg(self.obs["front"], stamp, self.p.frame_id, self.p.encoding))
+        # the state first: a policy node pairs each frame with the newest joint_states it holds, and the small
+        # message published first is (almost always) there before the frame it belongs to
         joints = JointState(name=list(STATE_NAMES), position=[float(v) for v in self.obs["state"]])
         joints.header.stamp = stamp
         self.joint_pub.publish(joints)
+        self.image_pub.publish(imgconv.to_msg(self.obs["front"], stamp, self.p.frame_id, self.p.encoding))
 
     def status(self) -> dict:
         with self.lock:
