@@ -145,7 +145,8 @@ def run_ros(policy, task: str, eps: list[tuple[int, str]], image_size: int, prog
     sim = SimRobotNode(SimParams(task=task, seed=seeds[0] - 1, image_size=[image_size, image_size],
                                  camera_rate_hz=10.0))
     node = PolicyNode(PolicyParams(dry_run=False, start_armed=True, joint_states_topic="/joint_states",
-                                   max_linear_velocity=0.9,  # as configs/ros/sim.yaml: the env's box bounds it
+                                   max_linear_velocity=0.9, max_action_delta=[0.1, 0.1, 0.1, 0.6, 1.0],
+                                   # as configs/ros/sim.yaml: the env's box bounds it, the gate reshapes nothing
                                    task_status_topic="/vla/task_status", task_timeout_sec=600.0,
                                    stale_image_timeout_sec=5.0, inference_timeout_sec=10.0), policy=policy)
     talker = Node("bench_talker")
@@ -161,6 +162,11 @@ def run_ros(policy, task: str, eps: list[tuple[int, str]], image_size: int, prog
                 raise RuntimeError(f"the sim robot reset with seed {sim.status()['seed']}, expected {seed}")
             _wait(lambda: sim.status()["done"], 900)
             results.append(sim.status()["success"])
+            # Between episodes, as an operator would: stop the command (a timed-out episode leaves it running)
+            # and let its halt commands land on the finished scene, not on the next one's first frames.
+            node.cancel("cancelled")
+            _wait(lambda: node.gate.halts_left == 0 and not node.running(), 30)
+            time.sleep(0.3)
             if progress:
                 progress()
     finally:

@@ -6,6 +6,7 @@ nodes (agent/ros/graph.py), parameters file and remappings, plus `-p name:=value
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -56,7 +57,13 @@ def run(description: dict, duration: float | None = None, instruction: str = "")
 
     from vla.agent.ros.rosutil import LATCHED_QOS, Background
 
-    rclpy.init(args=["vla"])  # not sys.argv: those are the vla CLI's arguments
+    from rclpy.signals import SignalHandlerOptions
+
+    # Ctrl-C (and SIGTERM, as `ros2 launch` sends after SIGINT) end the wait below; the executor is stopped
+    # and the nodes destroyed before the context shuts down. rclpy's own handlers would shut the context down
+    # under the spinning thread first. Not sys.argv: those are the vla CLI's arguments.
+    rclpy.init(args=["vla"], signal_handler_options=SignalHandlerOptions.NO)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     background = None
     try:
         nodes = build_nodes(description)
@@ -76,3 +83,8 @@ def run(description: dict, duration: float | None = None, instruction: str = "")
         if background is not None:
             background.stop()
         rclpy.try_shutdown()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

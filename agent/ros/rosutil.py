@@ -104,8 +104,20 @@ class Background:
         self.executor = MultiThreadedExecutor(num_threads=threads)
         for node in self.nodes:
             self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+        except Exception:
+            if self.executor.context.ok():
+                raise
+            # the context was shut down under the executor (a signal handler, rclpy.shutdown): a normal end
 
     def alive(self) -> bool:
         return self.thread.is_alive()

@@ -97,6 +97,8 @@ TRAINING_ONLY_MODEL_KEYS = ("word_dropout", "ground_teacher")
 def _start(cfg: PolicyConfig, data: TrainingData, run_dir: Path, resume: bool, device: torch.device):
     """(policy on device, optimizer, first step, checkpoint): fresh, or the newest checkpoint in run_dir."""
     last = latest_checkpoint(run_dir) if resume else None
+    if last is None and cfg.train.init:
+        return _init_from(cfg, data, device)
     if last is None:
         if cfg.model.ground_colors and not cfg.model.word_rgb:
             from vla.envs.vocab import COLORS
@@ -120,6 +122,22 @@ def _start(cfg: PolicyConfig, data: TrainingData, run_dir: Path, resume: bool, d
     state = ckpt.json_files["train_state.json"]
     restore_optimizer(opt, ckpt.tensors("optimizer.safetensors"), state["optimizer"])
     return policy, opt, int(state["step"]), last
+
+
+def _init_from(cfg: PolicyConfig, data: TrainingData, device: torch.device):
+    """Fine-tuning start: the weights, architecture, tokenizers and stats of `cfg.train.init`, step 0."""
+    policy = load_policy(cfg.train.init, device="cpu")
+    want = len(policy.stats["action"]["q01"])
+    have = len(data.stats["action"]["q01"])
+    if want != have:
+        raise VLAError(f"train.init {cfg.train.init!r} acts in {want} dimensions but the dataset's actions have "
+                       f"{have}; fine-tune on data from the same action space.")
+    policy.cfg.train = cfg.train
+    policy.cfg.data = cfg.data
+    for key in TRAINING_ONLY_MODEL_KEYS:
+        setattr(policy.cfg.model, key, getattr(cfg.model, key))
+    policy.to(device)
+    return policy, _optimizer(policy.net, cfg.train), 0, None
 
 
 def train_policy(cfg: PolicyConfig, data: TrainingData, run_dir: str | Path, resume: bool = True,

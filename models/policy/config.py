@@ -95,6 +95,8 @@ class TrainConfig:
     compile: bool = False
     threads: int = 0                 # torch CPU threads (0 = torch's default)
     out_dir: str = ""                # default runs/policy/<name>
+    init: str = ""                   # fine-tune: start from this checkpoint ("default" = shipped) with a fresh
+                                     # optimizer and schedule; its architecture, tokenizers and stats are kept
 
 
 @dataclass

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 import torch
 
+from vla import VLAError
 from vla.agent.train.data import TrainingData, random_shift
 from vla.agent.train.loop import lr_factor, train_policy
 from vla.agent.train.state import list_checkpoints
@@ -57,6 +59,34 @@ def test_resume_takes_training_only_settings_from_the_command_and_the_architectu
     final = load_policy(train_policy(longer, data, tmp_path, progress=False))
     assert final.cfg.train.steps == 4 and final.cfg.model.word_dropout == 0.3
     assert final.cfg.model.llm.layers == load_config("debug").model.llm.layers      # not 3: the weights decide
+
+
+def test_init_fine_tunes_from_a_checkpoint_with_a_fresh_schedule(tmp_path):
+    data = synthetic_data()
+    base = train_policy(load_config("debug", ["train.steps=2", "train.save_every=2"]), data, tmp_path / "base",
+                        progress=False)
+    start = _weights(base)
+    fine = load_config("debug", [f"train.init={base}", "train.steps=2", "train.save_every=1",
+                                 "model.llm.layers=3", "train.lr=0.01"])
+    first = train_policy(fine, data, tmp_path / "fine", stop_at=1, progress=False)
+    assert first.name == "step_0000001"               # a new run: step 0 is the init's weights, not its step 2
+    after = load_policy(first)
+    assert after.cfg.model.llm.layers == load_config("debug").model.llm.layers      # the init's architecture
+    assert after.cfg.train.init == str(base)
+    moved = _weights(first)
+    assert moved.keys() == start.keys()
+    # one step of lr 0.01 from the init moves the weights a little, not to a fresh random initialisation
+    drift = max(float((moved[k] - start[k]).abs().max()) for k in start if start[k].is_floating_point())
+    assert 0 < drift < 0.05
+
+
+def test_init_rejects_a_checkpoint_for_another_action_space(tmp_path):
+    data = synthetic_data()
+    base = train_policy(load_config("debug", ["train.steps=1"]), data, tmp_path / "base", progress=False)
+    six = synthetic_data()
+    six.stats["action"] = {"q01": [-0.05] * 5 + [0.0], "q99": [0.05] * 5 + [1.0]}
+    with pytest.raises(VLAError, match="acts in 5 dimensions but the dataset's actions have 6"):
+        train_policy(load_config("debug", [f"train.init={base}"]), six, tmp_path / "fine", progress=False)
 
 
 def test_loss_decreases_when_overfitting_a_small_batch(tmp_path):
