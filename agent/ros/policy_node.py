@@ -37,11 +37,15 @@ from vla.agent.ros.rosutil import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare
 from vla.agent.ros.safety import ACT, HALT, SafetyConfig, SafetyGate, Verdict
 from vla.agent.ros.status import RunStats, diagnostics, status_json
 
+#: how long a camera frame may wait for joint_states at least as new as itself before it is used anyway
+JOINT_SYNC_WAIT_SEC = 0.05
+
 
 @dataclass
 class Frame:
     rgb: np.ndarray  # uint8 (H, W, 3) as received
     stamp: float  # header stamp, seconds
+    arrived: float = 0.0  # time.monotonic() at arrival
 
 
 @dataclass
@@ -70,6 +74,7 @@ class PolicyNode(Node):
         self.busy_since: float | None = None  # ROS time the running inference started
         self.last_submitted = -1.0  # stamp of the last frame sent to inference
         self.joints: dict[str, float] = {}
+        self.joint_stamp = 0.0  # header stamp of the newest joint_states, seconds
         self.proposed: list[float] | None = None  # raw policy output, shown in status (useful in dry run)
         self.plan: deque = deque()  # the remaining `instructions.Routed` steps of the current command
         self.plan_text, self.plan_id = "", 0
@@ -119,13 +124,15 @@ class PolicyNode(Node):
             self.get_logger().warning(f"dropped a camera frame: {exc}", throttle_duration_sec=5.0)
             return
         with self.lock:
-            self.frame = Frame(rgb, stamp_to_sec(msg.header.stamp))
+            self.frame = Frame(rgb, stamp_to_sec(msg.header.stamp), time.monotonic())
             self.stats.frames += 1
             self._maybe_submit()
 
     def on_joint_states(self, msg: JointState) -> None:
         with self.lock:
             self.joints.update(zip(msg.name, (float(v) for v in msg.position)))
+            self.joint_stamp = max(self.joint_stamp, stamp_to_sec(msg.header.stamp))
+            self._maybe_submit()
 
     def on_instruction(self, msg: String) -> None:
         """Cancel at once, or plan with the agent's planner: a plan with a manipulation replaces the running
@@ -244,6 +251,11 @@ class PolicyNode(Node):
         if not self.running() or self.busy_since is not None or self.gate.estopped or self.frame is None:
             return
         if self.frame.stamp <= self.last_submitted:
+            return
+        # Pair the image with the arm's state of the same moment: a camera frame published just before its
+        # joint_states would otherwise meet the previous step's state. Unstamped joint states (stamp 0) are not
+        # waited for, nor is any for longer than JOINT_SYNC_WAIT_SEC.
+        if 0.0 < self.joint_stamp < self.frame.stamp and time.monotonic() - self.frame.arrived < JOINT_SYNC_WAIT_SEC:
             return
         # Rate limit: a frame is due once its stamp, or the wall clock, is 3/4 of a period past the last one
         # sent. Stamps let a camera at the control rate be served on arrival, whatever the timer's phase; the

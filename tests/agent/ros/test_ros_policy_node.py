@@ -278,3 +278,36 @@ def test_instructions_go_through_the_agent_planner_and_plans_continue_after_succ
     done_pub.publish(String(data=json.dumps({"instruction": "pick up the red block", "success": True})))
     assert wait_for(lambda: node.task.state == "done", 5)
     assert wait_for(lambda: any("can't do that" in a.get("answer", "") for a in peer.answers), 5)
+
+
+def test_a_frame_waits_for_joint_states_as_new_as_itself(rclpy_ctx, spinner, tiny_policy, monkeypatch):
+    """The sim robot publishes the image just before its joint_states; the policy must see the state of the
+    image's moment, not the previous step's."""
+    from sensor_msgs.msg import JointState
+
+    from vla.agent.ros import policy_node
+
+    monkeypatch.setattr(policy_node, "JOINT_SYNC_WAIT_SEC", 30.0)     # wait as long as the test needs
+    seen = []
+    real = tiny_policy.select_action
+    monkeypatch.setattr(tiny_policy, "select_action", lambda obs: (seen.append(obs["state"].copy()), real(obs))[1])
+    node, peer = _node(tiny_policy, joint_states_topic="/joint_states"), Peer()
+    joints_pub = peer.node.create_publisher(JointState, "/joint_states", SENSOR_QOS)
+    spinner(node, peer.node)
+
+    def joints(x, stamp):
+        msg = JointState(name=list(node.p.state_names), position=[x] + [0.0] * (len(node.p.state_names) - 1))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp), int((stamp % 1) * 1e9)
+        joints_pub.publish(msg)
+
+    node.start_command("pick up the red block")
+    now = node.get_clock().now().nanoseconds * 1e-9
+    joints(0.1, now - 1.0)
+    assert wait_for(lambda: node.joint_stamp > 0, 5)
+    peer.frame()                                                      # stamped now: newer than the joints
+    assert wait_for(lambda: node.frame is not None, 5)
+    time.sleep(0.5)
+    assert seen == []                                                 # held back, not paired with x = 0.1
+    joints(0.2, now + 1.0)
+    assert wait_for(lambda: len(seen) >= 1, 10)
+    assert seen[0][0] == pytest.approx(0.2)
