@@ -65,6 +65,7 @@ class PolicyNode(Node):
         self.gate = SafetyGate(_safety_config(self.p), armed=self.p.start_armed)
         self.lock = threading.RLock()
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="vla-infer")
+        self.closing = False  # set by destroy_node: callbacks still in flight submit nothing more
         self.perception = Perception(self.p.device, self._latest_rgb,
                                      {"vlm": self.p.vlm_weights, "clip": self.p.clip_weights})
         self.stats = RunStats()
@@ -111,6 +112,8 @@ class PolicyNode(Node):
 
     def destroy_node(self):
         if hasattr(self, "perception"):  # fully constructed
+            with self.lock:
+                self.closing = True
             self.worker.shutdown(wait=True, cancel_futures=True)
             self.perception.close()
         return super().destroy_node()
@@ -248,7 +251,9 @@ class PolicyNode(Node):
 
     def _maybe_submit(self) -> None:
         """Send the newest unseen frame to the worker when idle, at most `control_rate_hz` times a second."""
-        if not self.running() or self.busy_since is not None or self.gate.estopped or self.frame is None:
+        if self.closing or not self.running() or self.busy_since is not None or self.gate.estopped:
+            return
+        if self.frame is None:
             return
         if self.frame.stamp <= self.last_submitted:
             return
