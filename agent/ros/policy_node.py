@@ -38,7 +38,7 @@ from vla.agent.ros.safety import ACT, HALT, SafetyConfig, SafetyGate, Verdict
 from vla.agent.ros.status import RunStats, diagnostics, status_json
 
 #: how long a camera frame may wait for joint_states at least as new as itself before it is used anyway
-JOINT_SYNC_WAIT_SEC = 0.05
+JOINT_SYNC_WAIT_SEC = 0.2
 
 
 @dataclass
