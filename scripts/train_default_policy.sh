@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Reproduce the shipped VLA policy (models/weights/policy) from nothing: collect the demos, train the `cpu`
-# preset, then fine-tune it on more scenes, and export fp16. About 2 h 45 min on two CPU cores; every stage
+# preset, then fine-tune it on more scenes, and export fp16. About 3 h 15 min on two CPU cores; every stage
 # resumes if killed (run the script again). Batches are a function of the step, so the weights come out the same.
 #   stage 1  data/seen128 (1600 episodes), 5000 steps, ground_teacher 0.5
 #   stage 2  the same data, resumed to the preset's 9000 steps at ground_teacher 0.9, exported fp16 (v7)
 #   stage 3  data/seen128x = seen128 + 2400 DART episodes (--noise 0.01, new layouts): 4000 steps fine-tuning
-#            from the stage-2 export (train.init) with a fresh cosine schedule at lr 2e-4
+#            from the stage-2 export (train.init) with a fresh cosine schedule at lr 2e-4, then resumed to 8000
+#            (the schedule stretched to 8000 steps: a warm restart at about half the peak rate)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
@@ -17,5 +18,6 @@ $vla collect --task all --split seen --episodes 2400 --seed 5 --noise 0.01 --out
 [ -f data/seen128x/meta/info.json ] || $vla dataset merge data/seen128 data/seen128b --out data/seen128x
 $vla train policy --config cpu --out "$run" train.steps=5000 model.ground_teacher=0.5
 $vla train policy --config cpu --out "$run" --export "$run-v7"
-$vla train policy --config cpu --out "$run-ft" train.init="$run-v7" data.root=data/seen128x train.steps=4000 \
-    train.lr=2.0e-4 --export models/weights/policy
+ft="train.init=$run-v7 data.root=data/seen128x train.lr=2.0e-4"
+$vla train policy --config cpu --out "$run-ft" $ft train.steps=4000
+$vla train policy --config cpu --out "$run-ft" $ft train.steps=8000 --export models/weights/policy
