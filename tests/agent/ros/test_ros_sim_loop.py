@@ -88,7 +88,7 @@ def test_closed_loop_reaches_success_with_the_shipped_policy(rclpy_ctx):
     from vla.agent.ros import bench
 
     shipped = _shipped_policy()
-    episodes = bench.episodes("pick", 4, seed=300)
+    episodes = bench.episodes("pick", 6, seed=300)
     solved = [ep for ep, ok in zip(episodes, bench.run_direct(shipped, "pick", episodes, 128)) if ok]
     if not solved:
         pytest.skip(f"the shipped policy solved none of {len(episodes)} pick episodes directly")
