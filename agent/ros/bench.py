@@ -9,10 +9,13 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 
+from vla.agent.ros import params as P
+from vla.agent.ros.graph import default_params_file
 from vla.agent.ros.params import PolicyParams, SimParams
 from vla.agent.ros.rosutil import Background
 
@@ -144,11 +147,11 @@ def run_ros(policy, task: str, eps: list[tuple[int, str]], image_size: int, prog
         raise ValueError("episodes must use consecutive seeds")
     sim = SimRobotNode(SimParams(task=task, seed=seeds[0] - 1, image_size=[image_size, image_size],
                                  camera_rate_hz=10.0))
-    node = PolicyNode(PolicyParams(dry_run=False, start_armed=True, joint_states_topic="/joint_states",
-                                   max_linear_velocity=0.9, max_action_delta=[0.1, 0.1, 0.1, 0.6, 1.0],
-                                   # as configs/ros/sim.yaml: the env's box bounds it, the gate reshapes nothing
-                                   task_status_topic="/vla/task_status", task_timeout_sec=600.0,
-                                   stale_image_timeout_sec=5.0, inference_timeout_sec=10.0), policy=policy)
+    # The policy node as `vla ros up sim` configures it (configs/ros/sim.yaml: limits that reshape nothing the
+    # env's action box allows), with the bench's generous timeouts.
+    sim_params = P.resolve("vla_policy", default_params_file("sim"))
+    node = PolicyNode(dataclasses.replace(sim_params, task_timeout_sec=600.0, stale_image_timeout_sec=5.0,
+                                          inference_timeout_sec=10.0), policy=policy)
     talker = Node("bench_talker")
     say = talker.create_publisher(String, "/vla/instruction", LATCHED_QOS)
     background = Background([sim, node, talker])
