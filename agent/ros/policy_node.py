@@ -76,6 +76,7 @@ class PolicyNode(Node):
         self.last_submitted = -1.0  # stamp of the last frame sent to inference
         self.joints: dict[str, float] = {}
         self.joint_stamp = 0.0  # header stamp of the newest joint_states, seconds
+        self.last_command_mono = -1.0  # monotonic time the last command (act or halt) was published
         self.proposed: list[float] | None = None  # raw policy output, shown in status (useful in dry run)
         self.plan: deque = deque()  # the remaining `instructions.Routed` steps of the current command
         self.plan_text, self.plan_id = "", 0
@@ -203,7 +204,9 @@ class PolicyNode(Node):
                 self.task.state = "replaced"
             self.generation += 1
             self.task = Task(text, self.generation, now_sec(self))
-            self.last_submitted = self.frame.stamp if self.frame else -1.0  # act on frames newer than the command
+            # Act only on frames newer than the command: stamped after it came (the clocks agree to well under
+            # the stale-image timeout, which assumes that already) and newer than any frame held.
+            self.last_submitted = max(self.frame.stamp if self.frame else -1.0, self.task.started)
             self._reset_policy()
             self._publish_status()
 
@@ -260,7 +263,14 @@ class PolicyNode(Node):
         # Pair the image with the arm's state of the same moment: a camera frame published just before its
         # joint_states would otherwise meet the previous step's state. Unstamped joint states (stamp 0) are not
         # waited for, nor is any for longer than JOINT_SYNC_WAIT_SEC.
-        if 0.0 < self.joint_stamp < self.frame.stamp and time.monotonic() - self.frame.arrived < JOINT_SYNC_WAIT_SEC:
+        # Before any joint_states has come, the first frames wait for one too (else the state reads as zeros).
+        joints_behind = not self.joints or 0.0 < self.joint_stamp < self.frame.stamp
+        if self.p.joint_states_topic and joints_behind and time.monotonic() - self.frame.arrived < JOINT_SYNC_WAIT_SEC:
+            return
+        # Act only on a frame that arrived after the last command went out: an older one shows the robot before
+        # that command, and acting on it would count one observation twice (e.g. a lockstep simulator that
+        # re-stamps its unchanged frame while the command for it is still on the way).
+        if self.frame.arrived <= self.last_command_mono:
             return
         # Rate limit: a frame is due once its stamp, or the wall clock, is 3/4 of a period past the last one
         # sent. Stamps let a camera at the control rate be served on arrival, whatever the timer's phase; the
@@ -311,6 +321,7 @@ class PolicyNode(Node):
         if not np.all(np.isfinite(a)):  # the gate never lets one through; this is the last line
             raise VLAError("refusing to publish a non-finite action.")
         stamp = self.get_clock().now().to_msg()
+        self.last_command_mono = time.monotonic()
         if p.output_mode == "twist":
             self.action_pub.publish(outputs.twist(a, p.control_rate_hz, stamp, p.frame_id))
             if verdict.kind == ACT:

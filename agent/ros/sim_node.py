@@ -8,8 +8,11 @@ publishes JSON {"episode", "seed", "instruction", "step", "success", "done"} on 
 step and at 1 Hz. A command on `instruction_topic` rebuilds the scene to match it (seed = `seed` + episode).
 
 With `sync: true` the scene steps once per received action, lockstep with the policy, and a frame keeps
-its render stamp until the state changes (re-stamped only after a second with no action, so a policy that
-joins late still sees a fresh image). With `sync: false` it steps on a `control_rate_hz` timer with the
+its render stamp until the state changes. Only the first frame of a commanded episode (one built for an
+instruction) is re-stamped, after a second with no action, so a policy that took the command after that frame
+arrived still sees a fresh image. Later frames never are: a frame re-stamped while an action is on its way
+would be a second observation of one state. Nor is the scene built at start-up before any command: a policy
+taking the first command could meet a re-stamp of it just before the commanded scene replaces it. With `sync: false` it steps on a `control_rate_hz` timer with the
 latest command (zero motion, gripper held when none came), like a real arm.
 """
 from __future__ import annotations
@@ -29,7 +32,7 @@ from vla.agent.ros import instructions, outputs
 from vla.agent.ros.params import STATE_NAMES, SimParams
 from vla.agent.ros.rosutil import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare, now_sec, overrides
 
-RESTAMP_SEC = 1.0  # sync mode: re-stamp an unchanged frame after this long without an action
+RESTAMP_SEC = 1.0  # sync mode: re-stamp a commanded episode's first frame after this long without an action
 
 
 class SimRobotNode(Node):
@@ -69,6 +72,7 @@ class SimRobotNode(Node):
             self.seed, self.step_count, self.success, self.done = seed, 0, False, False
             self.instruction = info.get("instruction", self.obs["instruction"])
             self.gripper, self.pending = 0.0, None
+            self.commanded = instruction is not None  # (see the module doc: which frames are re-stamped)
             self.stamp = now_sec(self)
             self.publish_frame()
             self.publish_status()
@@ -134,7 +138,7 @@ class SimRobotNode(Node):
     def on_camera(self) -> None:
         with self.lock:
             now = now_sec(self)
-            if not self.p.sync or now - self.stamp > RESTAMP_SEC:
+            if not self.p.sync or (self.commanded and self.step_count == 0 and now - self.stamp > RESTAMP_SEC):
                 self.stamp = now
             self.publish_frame()
 

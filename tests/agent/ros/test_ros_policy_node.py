@@ -311,3 +311,49 @@ def test_a_frame_waits_for_joint_states_as_new_as_itself(rclpy_ctx, spinner, tin
     joints(0.2, now + 1.0)
     assert wait_for(lambda: len(seen) >= 1, 10)
     assert seen[0][0] == pytest.approx(0.2)
+
+
+def test_the_first_frame_waits_for_the_first_joint_states(rclpy_ctx, spinner, tiny_policy, monkeypatch):
+    """Before any joint_states has arrived the state would read as zeros: the frame is held back for it."""
+    from sensor_msgs.msg import JointState
+
+    from vla.agent.ros import policy_node
+
+    monkeypatch.setattr(policy_node, "JOINT_SYNC_WAIT_SEC", 30.0)
+    seen = []
+    real = tiny_policy.select_action
+    monkeypatch.setattr(tiny_policy, "select_action", lambda obs: (seen.append(obs["state"].copy()), real(obs))[1])
+    node, peer = _node(tiny_policy, joint_states_topic="/joint_states"), Peer()
+    joints_pub = peer.node.create_publisher(JointState, "/joint_states", SENSOR_QOS)
+    spinner(node, peer.node)
+    node.start_command("pick up the red block")
+    peer.frame()
+    assert wait_for(lambda: node.frame is not None, 5)
+    time.sleep(0.5)
+    assert seen == []                                                 # no joint_states yet: held back
+    msg = JointState(name=list(node.p.state_names), position=[0.3] + [0.0] * (len(node.p.state_names) - 1))
+    msg.header.stamp = node.get_clock().now().to_msg()
+    joints_pub.publish(msg)
+    assert wait_for(lambda: len(seen) >= 1, 10)
+    assert seen[0][0] == pytest.approx(0.3)
+
+
+def test_a_frame_that_arrived_before_the_last_command_is_not_acted_on(rclpy_ctx, tiny_policy):
+    """It shows the robot before that command; acting on it would count one observation twice."""
+    node = _node(tiny_policy)
+    try:
+        node.start_command("pick up the red block")
+        node.worker.submit(lambda: None).result()                     # the reset has run
+        rgb = np.zeros((32, 32, 3), np.uint8)
+        now = node.get_clock().now().nanoseconds * 1e-9
+        arrived = time.monotonic()
+        node.last_command_mono = arrived + 0.001                      # a command went out after it arrived
+        node.frame = Frame(rgb, now + 1.0, arrived)                   # (a newer stamp than anything sent)
+        node._maybe_submit()
+        assert node.busy_since is None
+        time.sleep(0.01)
+        node.frame = Frame(rgb, now + 1.0, time.monotonic())          # the same frame, arriving after it
+        node._maybe_submit()
+        assert node.busy_since is not None
+    finally:
+        node.destroy_node()
