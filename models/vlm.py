@@ -56,7 +56,11 @@ class VLMNet(nn.Module):
         self.cfg, self.tokenizer = cfg, tokenizer
         self.vision = VisionEncoder(cfg.vision, load_weights)
         self.llm = build_llm(cfg.llm, len(tokenizer), load_weights)
-        self.bridge = build_bridge(cfg.bridge, self.vision.width, cfg.llm.hidden_size, load_weights)
+        self.bridge = build_bridge(cfg.bridge, self.vision.width, cfg.llm.hidden_size, load_weights,
+                                   self.vision.num_tokens)
+        # InstructBLIP: with `bridge.text_input` the question joins the queries' self-attention, so the few
+        # queries fetch what it asks about instead of a summary of the whole scene
+        self.text_to_bridge = nn.Linear(cfg.llm.hidden_size, cfg.bridge.hidden_size) if cfg.bridge.text_input else None
         self.sep_id, self.eos_id = tokenizer.convert_tokens_to_ids(SEP), tokenizer.convert_tokens_to_ids(EOS)
         self.pad_id = tokenizer.pad_token_id
 
@@ -87,9 +91,10 @@ class VLMNet(nn.Module):
         """-> embeddings (B, Q+P+1, H) and mask for [vision queries | prompt | SEP]; `patches` skips the ViT
         (precomputed tokens of a frozen vision tower)."""
         patches = self.patches(images) if patches is None else patches.to(self.device)
-        vis = self.bridge(patches)                                                       # (B, Q, H)
         ids, mask = self.encode_prompts(prompts)
-        text = self.llm.get_input_embeddings()(ids).to(vis.dtype)                       # (B, P+1, H)
+        text = self.llm.get_input_embeddings()(ids)                                     # (B, P+1, H)
+        vis = self.bridge(patches, None if self.text_to_bridge is None else self.text_to_bridge(text))  # (B, Q, H)
+        text = text.to(vis.dtype)
         ones = torch.ones(vis.shape[:2], dtype=torch.long, device=vis.device)
         return torch.cat([vis, text], 1), torch.cat([ones, mask], 1)
 

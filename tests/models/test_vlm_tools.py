@@ -46,6 +46,21 @@ def test_every_preset_trains_saves_and_loads(preset, tmp_path):
     assert again.extra["baseline.json"] == {"question": {}, "type": {}}
 
 
+@pytest.mark.parametrize("text_input", [False, True])
+def test_the_queries_read_the_question_only_with_text_input(text_input):
+    """InstructBLIP's bridge: with `bridge.text_input` the Q-Former's queries depend on the question."""
+    run = load_run("vlm", "debug")
+    run.model.bridge.text_input = text_input
+    vlm = new_vlm(run.model, SENTENCES)
+    vlm.net.eval()
+    images = _images(1).repeat(2, 0)
+    with torch.no_grad():
+        embeds, _ = vlm.net.prefix(images, ["what colour is the bowl?", "is there a red block?"])
+    q = run.model.bridge.num_queries
+    assert torch.allclose(embeds[0, :q], embeds[1, :q]) != text_input
+    assert (vlm.net.text_to_bridge is not None) == text_input
+
+
 def test_generation_learns_a_fixed_answer():
     run = load_run("vlm", "debug")
     vlm = new_vlm(run.model, SENTENCES)
