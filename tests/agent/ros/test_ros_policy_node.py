@@ -280,9 +280,8 @@ def test_instructions_go_through_the_agent_planner_and_plans_continue_after_succ
     assert wait_for(lambda: any("can't do that" in a.get("answer", "") for a in peer.answers), 5)
 
 
-def test_a_frame_waits_for_joint_states_as_new_as_itself(rclpy_ctx, spinner, tiny_policy, monkeypatch):
-    """The sim robot publishes the image just before its joint_states; the policy must see the state of the
-    image's moment, not the previous step's."""
+def _joint_sync_setup(tiny_policy, spinner, monkeypatch):
+    """A node reading /joint_states, a peer, the states the policy saw, and `joints(x, stamp)` to publish one."""
     from sensor_msgs.msg import JointState
 
     from vla.agent.ros import policy_node
@@ -299,7 +298,13 @@ def test_a_frame_waits_for_joint_states_as_new_as_itself(rclpy_ctx, spinner, tin
         msg = JointState(name=list(node.p.state_names), position=[x] + [0.0] * (len(node.p.state_names) - 1))
         msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp), int((stamp % 1) * 1e9)
         joints_pub.publish(msg)
+    return node, peer, seen, joints
 
+
+def test_a_frame_waits_for_joint_states_as_new_as_itself(rclpy_ctx, spinner, tiny_policy, monkeypatch):
+    """The sim robot publishes the image just before its joint_states; the policy must see the state of the
+    image's moment, not the previous step's."""
+    node, peer, seen, joints = _joint_sync_setup(tiny_policy, spinner, monkeypatch)
     node.start_command("pick up the red block")
     now = node.get_clock().now().nanoseconds * 1e-9
     joints(0.1, now - 1.0)
@@ -315,25 +320,13 @@ def test_a_frame_waits_for_joint_states_as_new_as_itself(rclpy_ctx, spinner, tin
 
 def test_the_first_frame_waits_for_the_first_joint_states(rclpy_ctx, spinner, tiny_policy, monkeypatch):
     """Before any joint_states has arrived the state would read as zeros: the frame is held back for it."""
-    from sensor_msgs.msg import JointState
-
-    from vla.agent.ros import policy_node
-
-    monkeypatch.setattr(policy_node, "JOINT_SYNC_WAIT_SEC", 30.0)
-    seen = []
-    real = tiny_policy.select_action
-    monkeypatch.setattr(tiny_policy, "select_action", lambda obs: (seen.append(obs["state"].copy()), real(obs))[1])
-    node, peer = _node(tiny_policy, joint_states_topic="/joint_states"), Peer()
-    joints_pub = peer.node.create_publisher(JointState, "/joint_states", SENSOR_QOS)
-    spinner(node, peer.node)
+    node, peer, seen, joints = _joint_sync_setup(tiny_policy, spinner, monkeypatch)
     node.start_command("pick up the red block")
     peer.frame()
     assert wait_for(lambda: node.frame is not None, 5)
     time.sleep(0.5)
     assert seen == []                                                 # no joint_states yet: held back
-    msg = JointState(name=list(node.p.state_names), position=[0.3] + [0.0] * (len(node.p.state_names) - 1))
-    msg.header.stamp = node.get_clock().now().to_msg()
-    joints_pub.publish(msg)
+    joints(0.3, node.get_clock().now().nanoseconds * 1e-9)
     assert wait_for(lambda: len(seen) >= 1, 10)
     assert seen[0][0] == pytest.approx(0.3)
 

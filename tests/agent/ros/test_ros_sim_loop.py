@@ -53,17 +53,23 @@ def test_sim_robot_publishes_executes_and_reports_success(rclpy_ctx, spinner):
     assert wait_for(lambda: sim.counts["rejected"] == 1, 5)
 
 
-def test_closed_loop_sim_and_policy_run_in_lockstep_and_time_out(rclpy_ctx, spinner, tiny_policy):
+def _run_until_timeout(sim, tiny_policy, spinner, seconds: float):
+    """vla_policy closing the loop with `sim` on one command until the command times out; -> the policy node."""
     from vla.agent.ros.policy_node import PolicyNode
 
-    sim = SimRobotNode(SimParams(task="pick", seed=1, image_size=[64, 64], camera_rate_hz=20.0))
     policy = PolicyNode(PolicyParams(dry_run=False, start_armed=True, joint_states_topic="/joint_states",
-                                     task_status_topic="/vla/task_status", task_timeout_sec=6.0,
+                                     task_status_topic="/vla/task_status", task_timeout_sec=seconds,
                                      stale_image_timeout_sec=5.0, inference_timeout_sec=5.0), policy=tiny_policy)
     watch = Watcher()
     spinner(sim, policy, watch.node)
     watch.instruction_pub.publish(String(data="pick up the green block"))
     assert wait_for(lambda: policy.task is not None and policy.task.state == "timed_out", 30)
+    return policy
+
+
+def test_closed_loop_sim_and_policy_run_in_lockstep_and_time_out(rclpy_ctx, spinner, tiny_policy):
+    sim = SimRobotNode(SimParams(task="pick", seed=1, image_size=[64, 64], camera_rate_hz=20.0))
+    policy = _run_until_timeout(sim, tiny_policy, spinner, 6.0)
     steps = policy.task.steps
     assert steps >= 2
     assert sim.step_count >= steps - 1 or sim.status()["done"]  # each action stepped the scene once (until the end)
@@ -76,7 +82,6 @@ def test_lockstep_acts_once_per_observation_however_slow_the_policy(rclpy_ctx, s
     on its way would be a second observation of one state. From the first step on, every published frame stamp
     belongs to one step, and the policy sees the states of consecutive steps."""
     from vla.agent.ros import sim_node
-    from vla.agent.ros.policy_node import PolicyNode
 
     monkeypatch.setattr(sim_node, "RESTAMP_SEC", 0.05)               # far shorter than one inference
     sim = SimRobotNode(SimParams(task="pick", seed=1, image_size=[64, 64], camera_rate_hz=20.0))
@@ -96,13 +101,7 @@ def test_lockstep_acts_once_per_observation_however_slow_the_policy(rclpy_ctx, s
         time.sleep(0.3)
         return real(obs)
     monkeypatch.setattr(tiny_policy, "select_action", slow)
-    policy = PolicyNode(PolicyParams(dry_run=False, start_armed=True, joint_states_topic="/joint_states",
-                                     task_status_topic="/vla/task_status", task_timeout_sec=4.0,
-                                     stale_image_timeout_sec=5.0, inference_timeout_sec=5.0), policy=tiny_policy)
-    watch = Watcher()
-    spinner(sim, policy, watch.node)
-    watch.instruction_pub.publish(String(data="pick up the green block"))
-    assert wait_for(lambda: policy.task is not None and policy.task.state == "timed_out", 30)
+    _run_until_timeout(sim, tiny_policy, spinner, 4.0)
     episode = sim.episode
     assert all(len(v) == 1 for (ep, step), v in stamps.items() if ep == episode and step >= 1)
     assert len(stamps[(episode - 1, 0)]) == 1       # the start-up scene (no command) was never re-stamped either
