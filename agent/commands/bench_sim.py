@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=400, help="control steps per measurement")
     parser.add_argument("--episodes", type=int, default=10, help="oracle episodes for episodes/min")
     parser.add_argument("--ik-targets", type=int, default=30, help="random targets for the IK accuracy figure")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="measure each steps/s figure this many times and report the median (default 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
@@ -38,6 +40,15 @@ def measure_steps(task: str, steps: int, **env_kwargs) -> tuple[float, float]:
             env.reset(seed=episode)
     env.close()
     return steps / cpu, steps / wall
+
+
+def median_steps(repeats: int, task: str, steps: int, **env_kwargs) -> tuple[float, float]:
+    """The median (cpu, wall) steps/s of `repeats` runs of `measure_steps`: a shared machine varies run to run."""
+    import numpy as np
+
+    runs = np.array([measure_steps(task, steps, **env_kwargs) for _ in range(repeats)])   # (R, 2)
+    cpu, wall = np.median(runs, axis=0)
+    return float(cpu), float(wall)
 
 
 def measure_ik(targets: int = 30) -> float:
@@ -79,12 +90,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.task not in TASKS:
         raise VLAError(f"unknown task {args.task!r}; " + did_you_mean(args.task, TASKS))
-    if args.steps < 10 or args.episodes < 1:
-        raise VLAError("--steps must be at least 10 and --episodes at least 1.")
-    print(f"measuring {args.task}: {args.steps} steps per scene, {args.episodes} oracle episodes ...", file=sys.stderr)
-    rgb, rgb_wall = measure_steps(args.task, args.steps, image_size=128)
-    state, state_wall = measure_steps(args.task, args.steps, image_size=0)
-    stock, stock_wall = measure_steps(args.task, args.steps, image_size=128, light_robot=False)
+    if args.steps < 10 or args.episodes < 1 or args.repeats < 1:
+        raise VLAError("--steps must be at least 10, --episodes and --repeats at least 1.")
+    print(f"measuring {args.task}: {args.steps} steps per scene (median of {args.repeats}), {args.episodes} oracle "
+          "episodes ...", file=sys.stderr)
+    rgb, rgb_wall = median_steps(args.repeats, args.task, args.steps, image_size=128)
+    state, state_wall = median_steps(args.repeats, args.task, args.steps, image_size=0)
+    stock, stock_wall = median_steps(args.repeats, args.task, args.steps, image_size=128, light_robot=False)
     eps, eps_wall, success = measure_episodes(args.task, args.episodes)
     ik_mm = measure_ik(max(1, args.ik_targets))
     out = {"rgb128_steps_per_s": round(rgb, 1), "state_steps_per_s": round(state, 1),
@@ -92,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
            "oracle_episodes_per_min": round(eps, 1), "oracle_success": success, "ik_median_error_mm": round(ik_mm, 3),
            "wall_rgb128_steps_per_s": round(rgb_wall, 1), "wall_state_steps_per_s": round(state_wall, 1),
            "wall_stock_rgb128_steps_per_s": round(stock_wall, 1), "wall_oracle_episodes_per_min": round(eps_wall, 1),
-           "task": args.task, "clock": "process CPU time (wall_* : wall clock)"}
+           "task": args.task, "repeats": args.repeats,
+           "clock": "process CPU time (wall_* : wall clock), median of repeats"}
     print(f"128x128 RGB      {rgb:8.1f} steps/s   (wall {rgb_wall:.1f})")
     print(f"state only       {state:8.1f} steps/s   (wall {state_wall:.1f})")
     print(f"stock Panda RGB  {stock:8.1f} steps/s   (wall {stock_wall:.1f})   ratio {rgb / stock:.2f}x")

@@ -64,6 +64,7 @@ def test_video_writer_pads_odd_sizes(tmp_path):
     (["sim", "--task", "reach", "--episodes", "0"], "at least 1"),
     (["sim", "--task", "reach", "--video", "/nonexistent/dir/x.mp4"], "does not exist"),
     (["bench", "sim", "--task", "juggle"], "allowed: reach"),
+    (["bench", "sim", "--repeats", "0"], "--repeats at least 1"),
 ])
 def test_bad_input_gets_one_sentence_and_exit_2(argv, needle, capsys):
     assert main(argv) == 2
@@ -72,8 +73,10 @@ def test_bad_input_gets_one_sentence_and_exit_2(argv, needle, capsys):
 
 
 def test_bench_sim_json_keys(capsys):
-    assert main(["bench", "sim", "--steps", "10", "--episodes", "1", "--ik-targets", "2", "--json"]) == 0
+    assert main(["bench", "sim", "--steps", "10", "--episodes", "1", "--ik-targets", "2", "--repeats", "2",
+                 "--json"]) == 0
     data = _last_json(capsys)
+    assert data["repeats"] == 2
     for key in ("rgb128_steps_per_s", "state_steps_per_s", "stock_rgb128_steps_per_s", "ratio_vs_stock",
                 "oracle_episodes_per_min"):
         assert data[key] > 0
