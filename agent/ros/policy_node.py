@@ -261,15 +261,15 @@ class PolicyNode(Node):
         if self.frame.stamp <= self.last_submitted:
             return
         # Pair the image with the arm's state of the same moment: a camera frame published just before its
-        # joint_states would otherwise meet the previous step's state. Unstamped joint states (stamp 0) are not
-        # waited for, nor is any for longer than JOINT_SYNC_WAIT_SEC.
-        # Before any joint_states has come, the first frames wait for one too (else the state reads as zeros).
+        # joint_states would otherwise meet the previous step's state, and one before any joint_states at all a
+        # state of zeros. Unstamped joint states (stamp 0) are not waited for once one has come, nor is any for
+        # longer than JOINT_SYNC_WAIT_SEC.
         joints_behind = not self.joints or 0.0 < self.joint_stamp < self.frame.stamp
         if self.p.joint_states_topic and joints_behind and time.monotonic() - self.frame.arrived < JOINT_SYNC_WAIT_SEC:
             return
         # Act only on a frame that arrived after the last command went out: an older one shows the robot before
-        # that command, and acting on it would count one observation twice (e.g. a lockstep simulator that
-        # re-stamps its unchanged frame while the command for it is still on the way).
+        # that command, and acting on it would count one observation twice (e.g. a camera driver or simulator
+        # that re-publishes an unchanged frame with a new stamp while the command is on its way).
         if self.frame.arrived <= self.last_command_mono:
             return
         # Rate limit: a frame is due once its stamp, or the wall clock, is 3/4 of a period past the last one

@@ -12,8 +12,9 @@ its render stamp until the state changes. Only the first frame of a commanded ep
 instruction) is re-stamped, after a second with no action, so a policy that took the command after that frame
 arrived still sees a fresh image. Later frames never are: a frame re-stamped while an action is on its way
 would be a second observation of one state. Nor is the scene built at start-up before any command: a policy
-taking the first command could meet a re-stamp of it just before the commanded scene replaces it. With `sync: false` it steps on a `control_rate_hz` timer with the
-latest command (zero motion, gripper held when none came), like a real arm.
+taking the first command could meet a re-stamp of it just before the commanded scene replaces it.
+With `sync: false` it steps on a `control_rate_hz` timer with the latest command (zero motion, gripper held
+when none came), like a real arm.
 """
 from __future__ import annotations
 

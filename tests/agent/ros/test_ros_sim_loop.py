@@ -127,7 +127,8 @@ def _shipped_policy():
 @pytest.mark.slow
 def test_closed_loop_reaches_success_with_the_shipped_policy(rclpy_ctx):
     """Episodes the shipped policy solves when run directly are solved through vla_sim_robot <-> vla_policy too
-    (the node pairs each frame with the joint_states of its moment); success is the env's own signal, carried by the sim node's status topic."""
+    (the node pairs each frame with the joint_states of its moment); success is the env's own signal, carried by
+    the sim node's status topic."""
     from vla.agent.ros import bench
 
     shipped = _shipped_policy()
