@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -41,12 +42,36 @@ def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
         tp = _strip_optional(types_[key])
         if dataclasses.is_dataclass(tp) and isinstance(value, dict):
             value = from_dict(tp, value, where + key + ".")
-        elif tp is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+        elif tp in (int, float, bool) and value is not None:
+            value = _scalar(tp, value, where + key)
         elif typing.get_origin(tp) is tuple and isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _scalar(tp: type, value, key: str):
+    """`value` as a `tp` (int, float or bool), or a one-line error naming the key.
+
+    YAML reads `2e-4` (no dot) as a string, so numbers given as text are converted when they are exact.
+    """
+    if tp is bool:
+        if isinstance(value, bool) or value in (0, 1):
+            return bool(value)
+        raise VLAError(f"config key {key!r} must be true or false (got {value!r}).")
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+        raise VLAError(f"config key {key!r} must be a number (got {value!r}).")
+    if tp is int:
+        if number != int(number):
+            raise VLAError(f"config key {key!r} must be a whole number (got {value!r}).")
+        return int(number)
+    return float(number)
 
 
 def to_dict(cfg) -> dict:

@@ -112,7 +112,8 @@ class VisionEncoder(nn.Module):
         if cfg.freeze:
             self.tower.requires_grad_(False)
 
-    def _resized(self, images: torch.Tensor) -> torch.Tensor:
+    def resized(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) or float (B, 3, H, W) in [0, 1] -> float (B, 3, S, S) in [0, 1] on the tower's device."""
         if images.dtype == torch.uint8:
             images = images.permute(0, 3, 1, 2).float() / 255.0
         images = images.to(self.mean.device, torch.float32)
@@ -123,7 +124,7 @@ class VisionEncoder(nn.Module):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, 3) or float (B, 3, H, W) in [0, 1] -> normalised float (B, 3, S, S)."""
-        images = self._resized(images)
+        images = self.resized(images)
         if self.normalize == "mean_image":
             return (images - self.mean_image) / self.residual_std
         return (images - self.mean) / self.std
@@ -136,7 +137,7 @@ class VisionEncoder(nn.Module):
         total = torch.zeros_like(self.mean_image[0], dtype=torch.float64)
         total_sq = torch.zeros_like(total)
         for i in range(0, len(images), batch):
-            x = self._resized(images[i: i + batch]).double()
+            x = self.resized(images[i: i + batch]).double()
             total += x.sum(0)
             total_sq += (x * x).sum(0)
         mean = total / len(images)

@@ -92,6 +92,9 @@ class MetricLog:
 
 #: model settings that only change how training feeds the network; a resumed run takes them from its command
 TRAINING_ONLY_MODEL_KEYS = ("word_dropout", "ground_teacher")
+#: architecture additions a fine-tuning run (train.init) may switch on: their modules start at zero, so the
+#: grown network computes what the checkpoint did until training moves them -> the new modules' name marks
+GROWABLE_MODEL_KEYS = {"ground_color_maps": ("color_patch", "c1_color")}
 
 
 def _start(cfg: PolicyConfig, data: TrainingData, run_dir: Path, resume: bool, device: torch.device):
@@ -136,8 +139,28 @@ def _init_from(cfg: PolicyConfig, data: TrainingData, device: torch.device):
     policy.cfg.data = cfg.data
     for key in TRAINING_ONLY_MODEL_KEYS:
         setattr(policy.cfg.model, key, getattr(cfg.model, key))
+    policy = _grown(policy, cfg)
     policy.to(device)
     return policy, _optimizer(policy.net, cfg.train), 0, None
+
+
+def _grown(policy: VLAPolicy, cfg: PolicyConfig) -> VLAPolicy:
+    """The init policy with the GROWABLE_MODEL_KEYS that `cfg` switches on added (new modules at zero)."""
+    grow = {k: getattr(cfg.model, k) for k in GROWABLE_MODEL_KEYS
+            if getattr(cfg.model, k) and getattr(cfg.model, k) != getattr(policy.cfg.model, k)}
+    if not grow:
+        return policy
+    if any(getattr(policy.cfg.model, k) for k in grow):
+        raise VLAError(f"train.init {cfg.train.init!r} already has {', '.join(grow)} at another value; only adding "
+                       "them to a checkpoint without them is supported.")
+    for key, value in grow.items():
+        setattr(policy.cfg.model, key, value)
+    grown = VLAPolicy(policy.cfg.validate(), policy.net.tokenizer, policy.stats, load_weights=False)
+    missing, unexpected = grown.net.load_state_dict(policy.net.state_dict(), strict=False)
+    marks = tuple(m for k in grow for m in GROWABLE_MODEL_KEYS[k])
+    if unexpected or any(not any(m in name for m in marks) for name in missing):
+        raise VLAError(f"cannot add {', '.join(grow)} to train.init {cfg.train.init!r}: its tensors do not match.")
+    return grown
 
 
 def train_policy(cfg: PolicyConfig, data: TrainingData, run_dir: str | Path, resume: bool = True,

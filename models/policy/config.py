@@ -66,6 +66,11 @@ class ModelConfig:
     # (errors in variables); mostly exact goals teach the offset -> action map sharply. A resumed run takes this
     # (and word_dropout) from its command, the architecture from the checkpoint.
     ground_teacher: float = 0.0
+    # The grounding head also sees, for each of the first `ground_color_maps` colour words of the instruction (in
+    # order), a per-pixel match of the camera image against that word's RGB value (word_rgb), shading-invariant
+    # (see vla.models.policy.vla.color_match_maps). Colour is a word's value, not a learnt class, so a colour
+    # never seen in training is found as readily as a seen one. Needs ground_colors and grounding.
+    ground_color_maps: int = 0
 
 
 @dataclass
@@ -121,6 +126,10 @@ class PolicyConfig:
         if self.model.ground_goal == "pixel" and self.data.shift:
             raise VLAError("model.ground_goal=pixel needs data.shift=0: a shifted image moves the goal's pixel but "
                            "not its place on the table.")
+        if self.model.ground_color_maps < 0:
+            raise VLAError(f"model.ground_color_maps must be >= 0 (got {self.model.ground_color_maps}).")
+        if self.model.ground_color_maps and not (self.model.grounding and self.model.ground_colors):
+            raise VLAError("model.ground_color_maps needs model.grounding=true and model.ground_colors=true.")
         if not 0 <= self.model.ground_teacher <= 1:
             raise VLAError(f"model.ground_teacher must be in [0, 1] (got {self.model.ground_teacher}).")
         if not act.label_sigma >= 0:

@@ -64,8 +64,8 @@ class VLANet(nn.Module):
             # not see the proprio state, so only looking at the image lowers this loss) or from the LM's states
             width = self.n_vis * hidden if cfg.aux_source == "bridge" else hidden
             self.aux_head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 256), nn.GELU(), nn.Linear(256, 6))
-        self.ground = GroundingHead(self.vision.width, hidden, self.vision.grid, goal=cfg.ground_goal) \
-            if cfg.grounding else None
+        self.ground = GroundingHead(self.vision.width, hidden, self.vision.grid, goal=cfg.ground_goal,
+                                    color_maps=cfg.ground_color_maps) if cfg.grounding else None
         self.color_mlp = None
         if cfg.word_rgb:
             self._ground_words(cfg.word_rgb, hidden)
@@ -95,6 +95,19 @@ class VLANet(nn.Module):
         color = self.color_mlp(self.word_rgb[ids]).to(emb.dtype)                      # (B, T, H)
         return torch.where(self.word_is_color[ids][..., None], color, emb)
 
+    def instruction_colors(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) token ids -> the RGB (B, M, 3) of the first M = ground_color_maps colour words in sentence order,
+        and which of the M slots hold one (B, M)."""
+        B, M = ids.shape[0], self.cfg.ground_color_maps
+        is_color = self.word_is_color[ids]                                               # (B, T)
+        order = is_color.long().cumsum(1) - 1                                            # rank among colour words
+        b, t = (is_color & (order < M)).nonzero(as_tuple=True)
+        rgb = torch.zeros(B, M, 3, device=ids.device)
+        valid = torch.zeros(B, M, device=ids.device)
+        rgb[b, order[b, t]] = self.word_rgb[ids[b, t]]
+        valid[b, order[b, t]] = 1.0
+        return rgb, valid
+
     # ----- inputs -----
     def encode_text(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
         # Padded to the batch's longest (at most max_text_tokens): the LM's rotary positions are relative,
@@ -113,7 +126,8 @@ class VLANet(nn.Module):
         teacher_goal: optional (B, 2) goal positions in metres (NaN rows: use the prediction) for the grounding
         token to carry instead of the predicted goal (training with `ground_teacher`).
         """
-        pixels = self.vision.preprocess(images)                                          # (B, 3, S, S)
+        raw = self.vision.resized(images)                                                # (B, 3, S, S) in [0, 1]
+        pixels = self.vision.preprocess(raw)
         patches = self.vision(pixels)                                                    # (B, N, Dv)
         text = self.embed_text(text_ids)                                                 # (B, T, H)
         vis = self.bridge(patches, None if self.text_to_bridge is None else self.text_to_bridge(text))  # (B, Q, H)
@@ -133,8 +147,11 @@ class VLANet(nn.Module):
                 ee = (state.to(vis.device).float()[:, :2] - mean) / std
                 if teacher_goal is not None:
                     teacher = (teacher_goal.to(vis.device).float() - mean) / std
+            maps = None
+            if self.ground.color_maps:
+                maps = color_match_maps(raw, *self.instruction_colors(text_ids.to(raw.device)))
             token, ground = self.ground(patches, summary if st is None else summary + st, ee, teacher,
-                                        self.wp_std[4:6] if ee is not None else None, pixels)
+                                        self.wp_std[4:6] if ee is not None else None, pixels, maps)
             parts.append(token[:, None].to(vis.dtype))
             masks.append(ones)
         if st is not None:
@@ -294,6 +311,22 @@ class VLANet(nn.Module):
         return torch.cat(tokens, 1)                                                      # (B, K*D)
 
 
+def color_match_maps(images: torch.Tensor, rgb: torch.Tensor, valid: torch.Tensor, shade: tuple = (0.55, 1.0),
+                     tol: float = 0.06) -> torch.Tensor:
+    """How well each pixel matches each colour, whatever its shading: images (B, 3, S, S) in [0, 1], rgb (B, M, 3)
+    colour values, valid (B, M) -> (B, M, S, S) in [0, 1] (0 for invalid slots).
+
+    A lit surface of colour c renders as about k * c with k in `shade` (measured: 0.6-0.95 for every colour of the
+    vocabulary), so the pixel p is scored by its distance to the best such k * c: black, grey and white differ
+    by brightness beyond that range, and hues by the residual.
+    """
+    p = images[:, None].float()                                                           # (B, 1, 3, S, S)
+    c = rgb[..., None, None].float()                                                      # (B, M, 3, 1, 1)
+    k = ((p * c).sum(2, keepdim=True) / (c * c).sum(2, keepdim=True).clamp_min(1e-4)).clamp(*shade)
+    residual = ((p - k * c) ** 2).sum(2)                                                  # (B, M, S, S)
+    return torch.exp(-0.5 * residual / tol ** 2) * valid[..., None, None]
+
+
 class GroundingHead(nn.Module):
     """Where is the object the current step is about? A text- and state-conditioned score for every patch.
 
@@ -303,17 +336,21 @@ class GroundingHead(nn.Module):
     dense, per-patch signal that teaches the vision tower to find small named objects quickly.
     """
 
-    def __init__(self, vision_width: int, hidden: int, grid: int, width: int = 128, goal: str = ""):
+    def __init__(self, vision_width: int, hidden: int, grid: int, width: int = 128, goal: str = "",
+                 color_maps: int = 0):
         super().__init__()
-        self.grid, self.goal = grid, goal
+        self.grid, self.goal, self.color_maps = grid, goal, color_maps
         self.patch = nn.Sequential(nn.LayerNorm(vision_width), nn.Linear(vision_width, width))
+        # the instruction's colour-match maps, max-pooled per patch; zero-initialised, so adding them to a trained
+        # head (fine-tuning with train.init) starts from the same function
+        self.color_patch = _zeros(nn.Linear(color_maps, width)) if color_maps else None
         self.cond = nn.Linear(hidden, width)
         self.score = nn.Linear(width, 1)
         self.token = nn.Linear(vision_width + 2, hidden)
         # "patch": every patch near the goal says where the goal is on the table (normalised x, y)
         self.regress = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, 2)) \
             if goal == "patch" else None
-        self.fine = PixelGrounding(hidden) if goal == "pixel" else None
+        self.fine = PixelGrounding(hidden, color_maps=color_maps) if goal == "pixel" else None
         self.geometry = nn.Sequential(nn.Linear(4, hidden), nn.GELU(), nn.Linear(hidden, hidden)) if goal else None
         ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
         centres = torch.stack([xs, ys], -1).reshape(-1, 2).float()
@@ -322,14 +359,18 @@ class GroundingHead(nn.Module):
 
     def forward(self, patches: torch.Tensor, condition: torch.Tensor, ee: torch.Tensor | None = None,
                 teacher: torch.Tensor | None = None, std: torch.Tensor | None = None,
-                pixels: torch.Tensor | None = None):
+                pixels: torch.Tensor | None = None, maps: torch.Tensor | None = None):
         """patches (B, N, Dv), condition (B, H) -> LM token (B, H) and {"logits" (B, N), "reg", "goal", ...}.
 
         With a goal estimate, ee (B, 2) is the end effector's normalised x, y; teacher (B, 2) optional normalised
         goals to carry instead of the estimate (NaN rows keep it); std (2,) the normalisation scale (m); pixels
-        (B, 3, S, S) the normalised image ("pixel" only).
+        (B, 3, S, S) the normalised image ("pixel" only); maps (B, M, S, S) the colour-match maps (color_maps).
         """
-        h = F.gelu(self.patch(patches) + self.cond(condition.to(patches.dtype))[:, None])
+        h = self.patch(patches) + self.cond(condition.to(patches.dtype))[:, None]
+        if self.color_patch is not None:
+            pooled = F.adaptive_max_pool2d(maps, self.grid).flatten(2).transpose(1, 2)    # (B, N, M)
+            h = h + self.color_patch(pooled.to(h.dtype))
+        h = F.gelu(h)
         logits = self.score(h).squeeze(-1).float()                                       # (B, N)
         attn = logits.softmax(-1).to(patches.dtype)
         pooled = torch.einsum("bn,bnd->bd", attn, patches)
@@ -340,7 +381,7 @@ class GroundingHead(nn.Module):
             reg = self.regress(h).float()                                                # (B, N, 2)
             out.update(reg=reg, goal=(attn.float()[..., None] * reg).sum(1))            # (B, 2)
         elif self.fine is not None:
-            out.update(self.fine(pixels, condition, logits, self.grid))
+            out.update(self.fine(pixels, condition, logits, self.grid, maps))
         if self.goal:
             goal = out["goal"]
             carried = goal if teacher is None else torch.where(torch.isnan(teacher), goal, teacher)
@@ -408,9 +449,10 @@ class PixelGrounding(nn.Module):
     fitted on the oracle labels' (goal pixel, goal) pairs: for a fixed camera a smooth map, learnt exactly.
     """
 
-    def __init__(self, hidden: int, channels: int = 32):
+    def __init__(self, hidden: int, channels: int = 32, color_maps: int = 0):
         super().__init__()
         self.c1 = nn.Conv2d(3, 24, 3, padding=1)
+        self.c1_color = _zeros(nn.Conv2d(color_maps, 24, 3, padding=1)) if color_maps else None  # see GroundingHead
         self.c2 = nn.Conv2d(24, channels, 3, stride=2, padding=1)
         self.film = nn.Linear(hidden, 2 * channels)
         self.c3 = nn.Conv2d(channels, channels, 3, padding=1)
@@ -423,10 +465,14 @@ class PixelGrounding(nn.Module):
         ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
         return torch.stack([(xs.flatten() + 0.5) / w, (ys.flatten() + 0.5) / h], -1).float()   # (h*w, 2)
 
-    def forward(self, pixels: torch.Tensor, condition: torch.Tensor, coarse: torch.Tensor, grid: int) -> dict:
-        """pixels (B, 3, S, S), condition (B, H), coarse patch logits (B, grid*grid) -> fine logits (B, S/2, S/2),
-        goal pixel uv (B, 2) in [0, 1] and goal (B, 2) normalised table x, y."""
-        x = F.gelu(self.c1(pixels))
+    def forward(self, pixels: torch.Tensor, condition: torch.Tensor, coarse: torch.Tensor, grid: int,
+                maps: torch.Tensor | None = None) -> dict:
+        """pixels (B, 3, S, S), condition (B, H), coarse patch logits (B, grid*grid), colour-match maps (B, M, S, S)
+        -> fine logits (B, S/2, S/2), goal pixel uv (B, 2) in [0, 1] and goal (B, 2) normalised table x, y."""
+        x = self.c1(pixels)
+        if self.c1_color is not None:
+            x = x + self.c1_color(maps.to(x.dtype))
+        x = F.gelu(x)
         x = F.gelu(self.c2(x))
         scale, shift = self.film(condition.to(x.dtype)).chunk(2, -1)
         x = x * (1 + scale[..., None, None]) + shift[..., None, None]
@@ -438,3 +484,9 @@ class PixelGrounding(nn.Module):
         prob = logits.flatten(1).softmax(-1)
         uv = prob @ self.cell_centres((h, w), logits.device)                               # (B, 2)
         return {"fine_logits": logits, "uv": uv, "goal": self.camera(uv)}
+
+
+def _zeros(layer: nn.Module) -> nn.Module:
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer

@@ -125,3 +125,29 @@ def test_train_cli_reports_bad_config_in_one_line(capsys, tmp_path):
     assert "Did you mean 'hidden_size'" in capsys.readouterr().err
     assert main(["train", "policy", "--config", "debug", f"data.root={tmp_path / 'none'}"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_init_can_add_colour_maps_to_a_checkpoint_without_them(tmp_path):
+    from vla.agent.train.loop import _init_from
+
+    data = synthetic_data()
+    ground = ["model.grounding=true", "model.ground_colors=true"]
+    base = train_policy(load_config("debug", ["train.steps=1", *ground]), data, tmp_path / "base", progress=False)
+    fine = load_config("debug", [f"train.init={base}", "train.steps=1", "model.ground_color_maps=2", *ground])
+    grown = _init_from(fine, data, torch.device("cpu"))[0]
+    assert grown.cfg.model.ground_color_maps == 2 and grown.net.ground.color_patch is not None
+    # the added layers start at zero: the grown network computes exactly what the checkpoint did
+    before, b = load_policy(base), data.batch(torch.arange(4))
+    for policy in (before, grown):
+        policy.net.eval()
+    with torch.no_grad():
+        ids, mask = before.net.encode_text(b["task"], "cpu")
+        outs = [p.net.prefix(b["observation.images.front"], b["observation.state"], ids, mask)[0]
+                for p in (before, grown)]
+    assert torch.equal(outs[0], outs[1])
+    tuned = train_policy(fine, data, tmp_path / "fine", progress=False)
+    done = load_policy(tuned)
+    assert done.cfg.model.ground_color_maps == 2 and done.net.ground.color_patch.weight.abs().sum() > 0
+    other = load_config("debug", [f"train.init={tuned}", "model.ground_color_maps=3", *ground])
+    with pytest.raises(VLAError, match="already has ground_color_maps at another value"):
+        train_policy(other, data, tmp_path / "other", progress=False)

@@ -169,6 +169,16 @@ def test_config_errors_name_the_key():
         load_config("debugg")
     with pytest.raises(VLAError, match="decoding"):
         load_config("debug", ["model.action.decoding=beam"])
+    # YAML reads 2e-4 as text: numbers are converted by the field's type, anything else is named
+    cfg = load_config("debug", ["train.lr=2e-4", "train.steps=1e3", "model.word_dropout=0"])
+    assert (cfg.train.lr, cfg.train.steps, cfg.model.word_dropout) == (2e-4, 1000, 0.0)
+    assert type(cfg.train.steps) is int and type(cfg.model.word_dropout) is float
+    for item, words in (("train.lr=fast", "'train.lr' must be a number"),
+                        ("train.steps=2.5", "'train.steps' must be a whole number"),
+                        ("train.bf16=maybe", "'train.bf16' must be true or false"),
+                        ("train.lr=nan", "'train.lr' must be a number")):
+        with pytest.raises(VLAError, match=words):
+            load_config("debug", [item])
 
 
 def test_grounded_colour_words_embed_from_rgb_and_survive_save_load(tmp_path):
@@ -329,3 +339,64 @@ def test_pixel_grounding_finds_the_peak_cell_and_scores_a_gaussian_target():
     right, wrong = head.pixel_loss(peaked(2, 6), goal, uv, valid, std), head.pixel_loss(peaked(6, 1), goal, uv, valid, std)
     assert right[0].item() < wrong[0].item() - 1.0 and right[1].item() == 0.0
     assert torch.isnan(head.pixel_loss(peaked(2, 6), goal, torch.tensor([[1.2, 0.5]]), valid, std)[1])
+
+
+@pytest.mark.parametrize("split", ["seen", "unseen_colors"])
+def test_colour_match_maps_light_up_objects_of_that_colour_whatever_their_shading(split):
+    from vla.envs.env import VLAEnv
+    from vla.envs.vocab import COLORS
+    from vla.models.policy.vla import color_match_maps
+
+    names = list(COLORS)
+    rgb, valid = torch.tensor([[COLORS[c][:3] for c in names]]), torch.ones(1, len(names))
+    env = VLAEnv("place", split, image_size=128, segmentation=True)
+    checked = 0
+    for seed in range(4):
+        o, _ = env.reset(seed=seed)
+        seg = torch.as_tensor(o["front_seg"])
+        maps = color_match_maps(torch.as_tensor(o["front"]).permute(2, 0, 1)[None] / 255.0, rgb, valid)[0]
+        for obj in env.scene_annotation()["objects"]:
+            pixels = maps[:, seg == obj["id"]]                                   # (colours, pixels of the object)
+            if pixels.shape[1] < 5:
+                continue                                                            # hidden behind another
+            medians = pixels.median(1).values
+            own = names.index(obj["color"])
+            assert medians[own] > 0.9, (obj, medians[own])
+            assert medians[torch.arange(len(names)) != own].max() < 0.2, (obj, medians)
+            checked += 1
+        # the table (and the robot) match no vocabulary colour but grey and white
+        background = (maps[:, seg == 0] > 0.5).float().mean(1)
+        assert background[[n not in ("gray", "white") for n in names]].max() < 0.001
+    env.close()
+    assert checked >= 8
+    assert torch.equal(color_match_maps(torch.rand(1, 3, 8, 8), rgb[:, :2], torch.tensor([[1.0, 0.0]]))[0, 1],
+                       torch.zeros(8, 8))                                           # an empty slot is all zeros
+
+
+def test_instruction_colours_are_taken_in_sentence_order_and_feed_both_grounding_levels():
+    from vla.envs.vocab import COLORS
+
+    ground = ("model.grounding=true", "model.ground_colors=true", "model.ground_goal=pixel", "data.shift=0",
+              "model.ground_color_maps=2", "model.state_dims=[2,3,4]")
+    cfg = load_config("debug", TINY + list(ground))
+    cfg.model.word_rgb = {name: list(rgba[:3]) for name, rgba in COLORS.items()}
+    torch.manual_seed(0)
+    policy = VLAPolicy.create(cfg, STATS, SENTENCES)
+    net = policy.net
+    ids, _ = net.encode_text(["put the blue block in the green bowl", "pick up the red block",
+                              "put the small red block left of the blue bowl in the green bowl"], "cpu")
+    rgb, valid = net.instruction_colors(ids)
+    expect = [["blue", "green"], ["red", None], ["red", "blue"]]                    # the first two colour words
+    for row, names in enumerate(expect):
+        for slot, name in enumerate(names):
+            assert valid[row, slot] == (name is not None)
+            want = torch.tensor(COLORS[name][:3]) if name else torch.zeros(3)
+            assert torch.allclose(rgb[row, slot], want)
+    # the new layers start at zero (a grown checkpoint computes what it did) and are trained by the grounding loss
+    assert net.ground.color_patch.weight.abs().sum() == 0 and net.ground.fine.c1_color.weight.abs().sum() == 0
+    net.train()
+    loss, _ = policy.forward(batch(policy))
+    loss.backward()
+    assert net.ground.color_patch.weight.grad.abs().sum() > 0 and net.ground.fine.c1_color.weight.grad.abs().sum() > 0
+    with pytest.raises(VLAError, match="ground_color_maps needs model.grounding=true and model.ground_colors"):
+        tiny_policy(extra=("model.grounding=true", "model.ground_color_maps=2"))
