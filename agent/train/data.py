@@ -46,12 +46,18 @@ class TrainingData:
         start = (j * world + rank) * batch
         return perm[start: start + batch]
 
-    def batch(self, idx: torch.Tensor, shift: int = 0, generator: torch.Generator | None = None) -> dict:
-        """The documented dataset batch for `idx`, images kept uint8 (B, H, W, 3) and optionally shifted."""
-        images, offsets = self.images[idx], None
+    def batch(self, idx: torch.Tensor, shift: int = 0, generator: torch.Generator | None = None,
+              color_aug: float = 0.0) -> dict:
+        """The documented dataset batch for `idx`, images kept uint8 (B, H, W, 3), optionally shifted and, for a
+        share `color_aug` of them, recoloured (see random_color_matrices; the matrices go in "aug.color_matrix")."""
+        images, offsets, out = self.images[idx], None, {}
         if shift > 0:
             images, offsets = random_shift(images, shift, generator, return_offsets=True)
-        out = {"observation.images.front": images, "observation.state": self.state[idx],
+        if color_aug > 0:
+            matrix = random_color_matrices(len(idx), color_aug, generator)
+            images = recolor(images, matrix)
+            out["aug.color_matrix"] = matrix
+        out |= {"observation.images.front": images, "observation.state": self.state[idx],
                "action": self.action[idx], "action_is_pad": self.action_is_pad[idx],
                "task": [self.tasks[i] for i in self.task_index[idx].tolist()]}
         if self.waypoint is not None:
@@ -76,6 +82,32 @@ class TrainingData:
         h, w = self.images.shape[1:3]
         self.goal_pixel = torch.as_tensor(project_front(goal.numpy(), int(w), int(h)), dtype=torch.float32)
         self.stats["waypoint"] = {"mean": good.mean(0).tolist(), "std": good.std(0).clamp_min(1e-3).tolist()}
+
+
+LUMA = torch.tensor([0.299, 0.587, 0.114])
+
+
+def random_color_matrices(n: int, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """(n, 3, 3) colour transforms, the identity except for a share `p`: b * ((1 - s) * P + s * luma), with P a
+    random channel permutation, s in [0, 1] a desaturation and b in [0.7, 1.2] a brightness.
+
+    Linear, so a surface of colour c shaded k renders as k * (M c): recolouring the image and the colour words'
+    RGB values with the same M keeps every instruction true, and shows colours (greys, dark and pale ones) that
+    the training scenes never had.
+    """
+    eye = torch.eye(3).expand(n, 3, 3).clone()
+    perm = torch.stack([torch.eye(3)[torch.randperm(3, generator=generator)] for _ in range(n)])
+    s = torch.rand(n, 1, 1, generator=generator)
+    b = 0.7 + 0.5 * torch.rand(n, 1, 1, generator=generator)
+    matrix = b * ((1 - s) * perm + s * LUMA.expand(3, 3))
+    on = torch.rand(n, generator=generator) < p
+    return torch.where(on[:, None, None], matrix, eye)
+
+
+def recolor(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W, 3) images through per-image colour matrices (B, 3, 3), clamped to the uint8 range."""
+    out = torch.einsum("bij,bhwj->bhwi", matrix, images.float())
+    return out.round().clamp(0, 255).to(torch.uint8)
 
 
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None, return_offsets: bool = False):

@@ -212,7 +212,7 @@ def _train_step(model, net, data: TrainingData, opt, cfg: PolicyConfig, step: in
         torch.manual_seed(tc.seed * 1_000_003 + step * 97 + micro * 7 + rank)     # dropout layers
         gen = torch.Generator().manual_seed(tc.seed * 7_919 + step * 131 + micro * 17 + rank)
         idx = data.indices(tc.seed, step, micro, tc.grad_accum, tc.batch_size, rank, world)
-        batch = data.batch(idx, cfg.data.shift, gen)
+        batch = data.batch(idx, cfg.data.shift, gen, cfg.data.color_aug)
         sync = nullcontext() if world == 1 or micro == tc.grad_accum - 1 else model.no_sync()
         with sync, autocast:
             loss, metrics = model(batch, gen)

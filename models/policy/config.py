@@ -78,6 +78,10 @@ class DataConfig:
     root: str = "data/seen128"
     max_episodes: int | None = None
     shift: int = 4                   # random image shift augmentation in pixels (0 = off)
+    # Share of training frames recoloured by a random linear colour transform (channel permutation, desaturation,
+    # brightness) applied to the image and to the colour words' RGB values alike, so that grounding learns to
+    # match a word's colour value rather than a fixed set of colours. Needs model.ground_colors.
+    color_aug: float = 0.0
     label_workers: int = 2           # processes replaying episodes for oracle labels (aux_waypoint / grounding)
 
 
@@ -130,6 +134,10 @@ class PolicyConfig:
             raise VLAError(f"model.ground_color_maps must be >= 0 (got {self.model.ground_color_maps}).")
         if self.model.ground_color_maps and not (self.model.grounding and self.model.ground_colors):
             raise VLAError("model.ground_color_maps needs model.grounding=true and model.ground_colors=true.")
+        if not 0 <= self.data.color_aug <= 1:
+            raise VLAError(f"data.color_aug must be in [0, 1] (got {self.data.color_aug}).")
+        if self.data.color_aug and not self.model.ground_colors:
+            raise VLAError("data.color_aug needs model.ground_colors=true: colour words must take the same transform.")
         if not 0 <= self.model.ground_teacher <= 1:
             raise VLAError(f"model.ground_teacher must be in [0, 1] (got {self.model.ground_teacher}).")
         if not act.label_sigma >= 0:

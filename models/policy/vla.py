@@ -87,15 +87,23 @@ class VLANet(nn.Module):
         self.register_buffer("word_is_color", is_color, persistent=False)             # (V,)
         self.color_mlp = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, hidden))
 
-    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
+    def word_colors(self, ids: torch.Tensor, color_matrix: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) token ids -> the RGB value of each colour word (B, T, 3), through the sample's colour transform
+        (B, 3, 3) when the images were augmented with one (data.color_aug)."""
+        rgb = self.word_rgb[ids]
+        if color_matrix is None:
+            return rgb
+        return torch.einsum("bij,btj->bti", color_matrix.to(rgb), rgb).clamp(0, 1)
+
+    def embed_text(self, ids: torch.Tensor, color_matrix: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) token ids -> (B, T, H); grounded colour words are embedded from their RGB value."""
         emb = self.llm.get_input_embeddings()(ids)
         if self.color_mlp is None:
             return emb
-        color = self.color_mlp(self.word_rgb[ids]).to(emb.dtype)                      # (B, T, H)
+        color = self.color_mlp(self.word_colors(ids, color_matrix)).to(emb.dtype)     # (B, T, H)
         return torch.where(self.word_is_color[ids][..., None], color, emb)
 
-    def instruction_colors(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def instruction_colors(self, ids: torch.Tensor, color_matrix: torch.Tensor | None = None):
         """(B, T) token ids -> the RGB (B, M, 3) of the first M = ground_color_maps colour words in sentence order,
         and which of the M slots hold one (B, M)."""
         B, M = ids.shape[0], self.cfg.ground_color_maps
@@ -104,7 +112,7 @@ class VLANet(nn.Module):
         b, t = (is_color & (order < M)).nonzero(as_tuple=True)
         rgb = torch.zeros(B, M, 3, device=ids.device)
         valid = torch.zeros(B, M, device=ids.device)
-        rgb[b, order[b, t]] = self.word_rgb[ids[b, t]]
+        rgb[b, order[b, t]] = self.word_colors(ids, color_matrix)[b, t]
         valid[b, order[b, t]] = 1.0
         return rgb, valid
 
@@ -120,16 +128,17 @@ class VLANet(nn.Module):
         """-> embeddings (B, P, H) and attention mask (B, P) for [vision tokens | grounding | state | text]."""
         return self.prefix_parts(images, state, text_ids, text_mask)[:2]
 
-    def prefix_parts(self, images, state, text_ids, text_mask, teacher_goal=None):
+    def prefix_parts(self, images, state, text_ids, text_mask, teacher_goal=None, color_matrix=None):
         """prefix() plus the grounding head's outputs (a dict; None without a grounding head).
 
         teacher_goal: optional (B, 2) goal positions in metres (NaN rows: use the prediction) for the grounding
-        token to carry instead of the predicted goal (training with `ground_teacher`).
+        token to carry instead of the predicted goal (training with `ground_teacher`). color_matrix: optional
+        (B, 3, 3) colour transform the images were augmented with (data.color_aug); colour words take it too.
         """
         raw = self.vision.resized(images)                                                # (B, 3, S, S) in [0, 1]
         pixels = self.vision.preprocess(raw)
         patches = self.vision(pixels)                                                    # (B, N, Dv)
-        text = self.embed_text(text_ids)                                                 # (B, T, H)
+        text = self.embed_text(text_ids, color_matrix)                                   # (B, T, H)
         vis = self.bridge(patches, None if self.text_to_bridge is None else self.text_to_bridge(text))  # (B, Q, H)
         ones = torch.ones(vis.shape[0], 1, dtype=torch.long, device=vis.device)
         parts, masks = [vis], [ones.expand(-1, vis.shape[1])]
@@ -149,7 +158,7 @@ class VLANet(nn.Module):
                     teacher = (teacher_goal.to(vis.device).float() - mean) / std
             maps = None
             if self.ground.color_maps:
-                maps = color_match_maps(raw, *self.instruction_colors(text_ids.to(raw.device)))
+                maps = color_match_maps(raw, *self.instruction_colors(text_ids.to(raw.device), color_matrix))
             token, ground = self.ground(patches, summary if st is None else summary + st, ee, teacher,
                                         self.wp_std[4:6] if ee is not None else None, pixels, maps)
             parts.append(token[:, None].to(vis.dtype))
@@ -194,7 +203,8 @@ class VLANet(nn.Module):
             pick = (torch.rand(B, generator=generator) < self.cfg.ground_teacher) & batch["oracle.valid"].bool()
             noise = torch.randn(B, 2, generator=generator) * 0.005
             teacher = torch.where(pick[:, None], goal + noise, torch.full_like(goal, float("nan")))
-        embeds, mask, ground = self.prefix_parts(images, batch["observation.state"], text_ids, text_mask, teacher)
+        embeds, mask, ground = self.prefix_parts(images, batch["observation.state"], text_ids, text_mask, teacher,
+                                                 batch.get("aug.color_matrix"))
         targets = self.actions.encode(actions).reshape(B, K * D)                         # (B, K*D)
         hidden = self._slots_hidden(embeds, mask, targets)                               # (B, K*D, H)
         logits = self.action_logits(hidden)                                              # (B, K*D, A)

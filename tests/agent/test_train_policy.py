@@ -32,8 +32,9 @@ def _weights(path):
     return {k: v.clone() for k, v in load_policy(path).net.state_dict().items()}
 
 
-def test_debug_run_stopped_and_resumed_matches_uninterrupted(tmp_path):
-    cfg = load_config("debug", ["train.steps=4", "train.save_every=2"])
+@pytest.mark.parametrize("extra", [[], ["model.ground_colors=true", "data.color_aug=0.5"]], ids=["plain", "recolour"])
+def test_debug_run_stopped_and_resumed_matches_uninterrupted(tmp_path, extra):
+    cfg = load_config("debug", ["train.steps=4", "train.save_every=2", *extra])
     data = synthetic_data()
     straight = train_policy(cfg, data, tmp_path / "straight", progress=False)
     stopped = train_policy(cfg, data, tmp_path / "resumed", stop_at=2, progress=False)

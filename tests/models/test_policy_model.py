@@ -373,7 +373,8 @@ def test_colour_match_maps_light_up_objects_of_that_colour_whatever_their_shadin
                        torch.zeros(8, 8))                                           # an empty slot is all zeros
 
 
-def test_instruction_colours_are_taken_in_sentence_order_and_feed_both_grounding_levels():
+def colour_policy() -> VLAPolicy:
+    """A tiny policy with pixel grounding and the colour maps of the first two colour words of the vocabulary."""
     from vla.envs.vocab import COLORS
 
     ground = ("model.grounding=true", "model.ground_colors=true", "model.ground_goal=pixel", "data.shift=0",
@@ -381,7 +382,13 @@ def test_instruction_colours_are_taken_in_sentence_order_and_feed_both_grounding
     cfg = load_config("debug", TINY + list(ground))
     cfg.model.word_rgb = {name: list(rgba[:3]) for name, rgba in COLORS.items()}
     torch.manual_seed(0)
-    policy = VLAPolicy.create(cfg, STATS, SENTENCES)
+    return VLAPolicy.create(cfg, STATS, SENTENCES)
+
+
+def test_instruction_colours_are_taken_in_sentence_order_and_feed_both_grounding_levels():
+    from vla.envs.vocab import COLORS
+
+    policy = colour_policy()
     net = policy.net
     ids, _ = net.encode_text(["put the blue block in the green bowl", "pick up the red block",
                               "put the small red block left of the blue bowl in the green bowl"], "cpu")
@@ -400,3 +407,32 @@ def test_instruction_colours_are_taken_in_sentence_order_and_feed_both_grounding
     assert net.ground.color_patch.weight.grad.abs().sum() > 0 and net.ground.fine.c1_color.weight.grad.abs().sum() > 0
     with pytest.raises(VLAError, match="ground_color_maps needs model.grounding=true and model.ground_colors"):
         tiny_policy(extra=("model.grounding=true", "model.ground_color_maps=2"))
+
+
+def test_colour_augmentation_recolours_the_image_and_the_colour_words_alike():
+    from vla.agent.train.data import LUMA, random_color_matrices, recolor
+    from vla.envs.env import VLAEnv
+    from vla.envs.vocab import COLORS
+    from vla.models.policy.vla import color_match_maps
+
+    matrices = random_color_matrices(200, 0.5, torch.Generator().manual_seed(0))
+    identity = (matrices == torch.eye(3)).all(-1).all(-1)
+    assert 70 < int(identity.sum()) < 130                                           # about half are recoloured
+    assert torch.equal(random_color_matrices(3, 0.0, None), torch.eye(3).expand(3, 3, 3))
+    # a recoloured scene still shows every named object in its recoloured word colour
+    swap = 0.9 * (0.6 * torch.eye(3)[[2, 0, 1]] + 0.4 * LUMA.expand(3, 3))           # permute, desaturate, dim
+    env = VLAEnv("place", "seen", image_size=128, segmentation=True)
+    o, _ = env.reset(seed=2)
+    objects = env.scene_annotation()["objects"]
+    env.close()
+    image = recolor(torch.as_tensor(o["front"])[None], swap[None])                # (1, H, W, 3) uint8
+    policy = colour_policy()
+    seg = torch.as_tensor(o["front_seg"])
+    for obj in objects:
+        ids, _ = policy.net.encode_text([f"pick up the {obj['color']} block"], "cpu")
+        rgb, valid = policy.net.instruction_colors(ids, swap[None])
+        assert torch.allclose(rgb[0, 0], (swap @ torch.tensor(COLORS[obj["color"]][:3])).clamp(0, 1))
+        maps = color_match_maps(image.permute(0, 3, 1, 2) / 255.0, rgb, valid)[0, 0]
+        assert maps[seg == obj["id"]].median() > 0.8, obj
+    with pytest.raises(VLAError, match="color_aug needs model.ground_colors"):
+        tiny_policy(extra=("data.color_aug=0.5",))
