@@ -1,6 +1,6 @@
-"""`vla bench policy [--device cpu|cuda] [--preset P ...] [--json]`: policy speed per preset.
+"""`vla bench policy [--device cpu|cuda] [--preset P ...] [--policy PATH|default] [--json]`: policy speed per preset.
 
-For each preset (random weights, the preset's real sizes): batch-1 latency per chunk for parallel and
+For each preset (random weights, the preset's real sizes), or a trained checkpoint with `--policy`: batch-1 latency per chunk for parallel and
 autoregressive (KV-cache) decoding, latency per action as `select_action` amortises it (chunk / executed
 actions), batch-32 throughput in actions/s, and training throughput in samples/s.
 """
@@ -19,6 +19,7 @@ STATS = {"action": {"q01": [-0.05, -0.05, -0.05, -0.3, 0.0], "q99": [0.05, 0.05,
 def add_arguments(parser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--preset", action="append", help="preset(s) to measure (default: all that fit the device)")
+    parser.add_argument("--policy", action="append", help="also measure this checkpoint ('default' = the shipped one)")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per figure (median reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -39,13 +40,20 @@ def _median_ms(fn, repeats: int, sync) -> float:
 def bench_preset(name: str, device: str, repeats: int) -> dict:
     import torch
 
+    from vla.agent.train.loop import fill_word_rgb
     from vla.models.policy.config import load_config
     from vla.models.policy.policy import VLAPolicy
 
-    cfg = load_config(name)
+    cfg = fill_word_rgb(load_config(name))
     torch.manual_seed(0)
     policy = VLAPolicy.create(cfg, STATS, ["pick up the red block and put it in the green bowl"]).to(device)
-    net, act = policy.net.eval(), cfg.model.action
+    return bench_policy(policy, device, repeats)
+
+
+def bench_policy(policy, device: str, repeats: int) -> dict:
+    import torch
+
+    net, act = policy.net.eval(), policy.cfg.model.action
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     text = "pick up the red block"
 
@@ -102,10 +110,15 @@ def run(args) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise VLAError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
     torch.set_num_threads(max(1, args.threads))
-    names = args.preset or [p for p in presets() if args.device == "cuda" or p not in GPU_ONLY]
+    names = args.preset or ([] if args.policy else [p for p in presets() if args.device == "cuda" or p not in GPU_ONLY])
+    from vla.models.policy.policy import load_policy
+
+    jobs = [(name, lambda n=name: bench_preset(n, args.device, args.repeats)) for name in names]
+    jobs += [(path, lambda p=path: bench_policy(load_policy(p, device=args.device), args.device, args.repeats))
+             for path in args.policy or []]
     results = {}
-    for name in names:
-        r = results[name] = bench_preset(name, args.device, args.repeats)
+    for name, job in jobs:
+        r = results[name] = job()
         print(f"{name:14s} {args.device}: {r['ms_per_action']:.2f} ms/action, {r['ms_per_chunk']:.1f} ms/chunk "
               f"({r['decoding']}, K={r['horizon']}), autoregressive {r['ms_per_chunk_autoregressive']:.1f} ms/chunk, "
               f"b32 {r['b32_actions_per_s']:.0f} actions/s, train {r['train_samples_per_s']:.1f} samples/s, "

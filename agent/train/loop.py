@@ -103,10 +103,7 @@ def _start(cfg: PolicyConfig, data: TrainingData, run_dir: Path, resume: bool, d
     if last is None and cfg.train.init:
         return _init_from(cfg, data, device)
     if last is None:
-        if cfg.model.ground_colors and not cfg.model.word_rgb:
-            from vla.envs.vocab import COLORS
-
-            cfg.model.word_rgb = {name: [float(c) for c in rgba[:3]] for name, rgba in COLORS.items()}
+        fill_word_rgb(cfg)
         torch.manual_seed(cfg.train.seed)
         policy = VLAPolicy.create(cfg, data.stats, data.tasks)
         if cfg.model.vision.normalize == "mean_image":
@@ -125,6 +122,15 @@ def _start(cfg: PolicyConfig, data: TrainingData, run_dir: Path, resume: bool, d
     state = ckpt.json_files["train_state.json"]
     restore_optimizer(opt, ckpt.tensors("optimizer.safetensors"), state["optimizer"])
     return policy, opt, int(state["step"]), last
+
+
+def fill_word_rgb(cfg: PolicyConfig) -> PolicyConfig:
+    """With model.ground_colors, the colour words' RGB values from the task suite's vocabulary (unless given)."""
+    if cfg.model.ground_colors and not cfg.model.word_rgb:
+        from vla.envs.vocab import COLORS
+
+        cfg.model.word_rgb = {name: [float(c) for c in rgba[:3]] for name, rgba in COLORS.items()}
+    return cfg
 
 
 def _init_from(cfg: PolicyConfig, data: TrainingData, device: torch.device):
