@@ -1,8 +1,8 @@
-"""`vla bench policy [--device cpu|cuda] [--preset P ...] [--policy PATH|default] [--json]`: policy speed per preset.
+"""`vla bench policy [--device cpu|cuda] [--preset P ...] [--policy PATH|default] [--json]`: policy speed.
 
-For each preset (random weights, the preset's real sizes), or a trained checkpoint with `--policy`: batch-1 latency per chunk for parallel and
-autoregressive (KV-cache) decoding, latency per action as `select_action` amortises it (chunk / executed
-actions), batch-32 throughput in actions/s, and training throughput in samples/s.
+For each preset (random weights, the preset's real sizes), or a trained checkpoint with `--policy`: batch-1
+latency per chunk for parallel and autoregressive (KV-cache) decoding, latency per action as `select_action`
+amortises it (chunk / executed actions), batch-32 throughput in actions/s, and training throughput in samples/s.
 """
 from __future__ import annotations
 

@@ -92,8 +92,8 @@ class MetricLog:
 
 #: model settings that only change how training feeds the network; a resumed run takes them from its command
 TRAINING_ONLY_MODEL_KEYS = ("word_dropout", "ground_teacher")
-#: architecture additions a fine-tuning run (train.init) may switch on: their modules start at zero, so the
-#: grown network computes what the checkpoint did until training moves them -> the new modules' name marks
+#: architecture additions a fine-tuning run (train.init) may switch on (key -> names of the modules it adds):
+#: the new modules start at zero, so the grown network computes what the checkpoint did until training moves them
 GROWABLE_MODEL_KEYS = {"ground_color_maps": ("color_patch", "c1_color")}
 
 
