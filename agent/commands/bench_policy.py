@@ -106,19 +106,16 @@ def run(args) -> int:
 
     from vla import VLAError
     from vla.models.policy.config import presets
+    from vla.models.policy.policy import load_policy
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise VLAError("--device cuda was asked for but no CUDA device is available; use --device cpu.")
     torch.set_num_threads(max(1, args.threads))
     names = args.preset or ([] if args.policy else [p for p in presets() if args.device == "cuda" or p not in GPU_ONLY])
-    from vla.models.policy.policy import load_policy
-
-    jobs = [(name, lambda n=name: bench_preset(n, args.device, args.repeats)) for name in names]
-    jobs += [(path, lambda p=path: bench_policy(load_policy(p, device=args.device), args.device, args.repeats))
-             for path in args.policy or []]
-    results = {}
-    for name, job in jobs:
-        r = results[name] = job()
+    results = {name: bench_preset(name, args.device, args.repeats) for name in names}
+    results |= {path: bench_policy(load_policy(path, device=args.device), args.device, args.repeats)
+                for path in args.policy or []}
+    for name, r in results.items():
         print(f"{name:14s} {args.device}: {r['ms_per_action']:.2f} ms/action, {r['ms_per_chunk']:.1f} ms/chunk "
               f"({r['decoding']}, K={r['horizon']}), autoregressive {r['ms_per_chunk_autoregressive']:.1f} ms/chunk, "
               f"b32 {r['b32_actions_per_s']:.0f} actions/s, train {r['train_samples_per_s']:.1f} samples/s, "
