@@ -82,15 +82,24 @@ class VLMNet(nn.Module):
             ids[i, P - len(tok):] = torch.tensor(tok + [self.sep_id])
         return ids.to(self.device), (ids != self.pad_id).long().to(self.device)
 
-    def patches(self, images) -> torch.Tensor:
-        """uint8 (B, H, W, 3) images -> vision patch tokens (B, N, Dv)."""
+    def patches(self, images, tower_tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 (B, H, W, 3) images -> vision patch tokens (B, N, Dv); `tower_tokens` skips the ViT itself
+        (precomputed tokens of a frozen tower; a conv stem still runs on the pixels)."""
+        if tower_tokens is not None and self.vision.stem is None:
+            return tower_tokens.to(self.device)
         images = torch.as_tensor(np.ascontiguousarray(images)).to(self.device)
-        return self.vision(self.vision.preprocess(images))
+        return self.vision(self.vision.preprocess(images),
+                           None if tower_tokens is None else tower_tokens.to(self.device))
+
+    def tower_tokens(self, images) -> torch.Tensor:
+        """The vision tower's own patch tokens (B, N, Dv), without the conv stem: what a frozen tower caches."""
+        images = torch.as_tensor(np.ascontiguousarray(images)).to(self.device)
+        return self.vision.tower_tokens(self.vision.preprocess(images))
 
     def prefix(self, images, prompts: list[str], patches: torch.Tensor | None = None):
-        """-> embeddings (B, Q+P+1, H) and mask for [vision queries | prompt | SEP]; `patches` skips the ViT
-        (precomputed tokens of a frozen vision tower)."""
-        patches = self.patches(images) if patches is None else patches.to(self.device)
+        """-> embeddings (B, Q+P+1, H) and mask for [vision queries | prompt | SEP]; `patches` are the frozen
+        tower's precomputed tokens for `images` (see `patches`)."""
+        patches = self.patches(images, patches)
         ids, mask = self.encode_prompts(prompts)
         text = self.llm.get_input_embeddings()(ids)                                     # (B, P+1, H)
         vis = self.bridge(patches, None if self.text_to_bridge is None else self.text_to_bridge(text))  # (B, Q, H)

@@ -90,4 +90,4 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
 def _frozen_patches(net, images, batch: int = 64) -> torch.Tensor:
     """Patch tokens of every training image, computed once because the vision tower does not train."""
     net.vision.eval()
-    return torch.cat([net.patches(images[i:i + batch]) for i in range(0, len(images), batch)])
+    return torch.cat([net.tower_tokens(images[i:i + batch]) for i in range(0, len(images), batch)])

@@ -61,6 +61,34 @@ def test_the_queries_read_the_question_only_with_text_input(text_input):
     assert (vlm.net.text_to_bridge is not None) == text_input
 
 
+def test_conv_stem_starts_at_zero_trains_beside_a_frozen_tower_and_matches_its_cache():
+    """`vision.conv_stem`: the side branch adds nothing at init, gets gradients while the tower is frozen, and
+    the cached-tower path (training) computes exactly what the uncached path (inference) does."""
+    run = load_run("vlm", "debug")
+    run.model.vision.freeze = True
+    plain = new_vlm(run.model, SENTENCES)
+    run.model.vision.conv_stem = 8
+    torch.manual_seed(0)
+    vlm = new_vlm(run.model, SENTENCES)
+    vlm.net.vision.tower.load_state_dict(plain.net.vision.tower.state_dict())
+    images, prompts, answers = _images(), ["what colour is the bowl?"] * 2, ["green"] * 2
+    with torch.no_grad():
+        assert torch.equal(vlm.net.patches(images), plain.net.patches(images))
+    opt = torch.optim.AdamW([p for p in vlm.net.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(3):
+        loss, _ = vlm.net(images, prompts, answers)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert all(p.grad is None for p in vlm.net.vision.tower.parameters())
+    assert vlm.net.vision.stem.proj.weight.abs().sum() > 0
+    with torch.no_grad():
+        stem = vlm.net.patches(images) - plain.net.patches(images)
+        assert stem.abs().max() > 0
+        cached = vlm.net.tower_tokens(images)
+        assert torch.allclose(vlm.net(images, prompts, answers, cached)[0], vlm.net(images, prompts, answers)[0])
+
+
 def test_generation_learns_a_fixed_answer():
     run = load_run("vlm", "debug")
     vlm = new_vlm(run.model, SENTENCES)
