@@ -94,7 +94,7 @@ def train_clip(run: ClipRun, out: str, data_dir=None) -> dict:
 
     torch.manual_seed(run.train.seed)
     torch.set_num_threads(run.train.threads)
-    data = load_set(run.scenes, **({"data_dir": data_dir} if data_dir else {}))
+    data = load_set(run.scenes, workers=run.train.threads, **({"data_dir": data_dir} if data_dir else {}))
     if run.init:
         clip = load_clip(run.init)
         run.model = from_dict(ClipConfig, clip.config)

@@ -39,7 +39,7 @@ def train_diffusion(run: DiffusionRun, out: str, data_dir=None) -> dict:
         raise VLAError(f"the diffusion model needs a trained CLIP text encoder at {str(clip_path)!r}; "
                        "run `vla train clip` first or set clip=PATH.")
     diffusion = new_diffusion(run.model, load_clip(str(clip_path)))
-    data = load_set(run.scenes, **({"data_dir": data_dir} if data_dir else {}))
+    data = load_set(run.scenes, workers=run.train.threads, **({"data_dir": data_dir} if data_dir else {}))
     images = downscale(data["images"], run.model.image_size)                             # (N, 3, S, S)
     captions = [qa_data.caption(a) for a in data["annotations"]]
     rng = random.Random(run.train.seed)

@@ -60,7 +60,7 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
 
     torch.manual_seed(run.train.seed)
     torch.set_num_threads(run.train.threads)
-    data = load_set(run.scenes, **({"data_dir": data_dir} if data_dir else {}))
+    data = load_set(run.scenes, workers=run.train.threads, **({"data_dir": data_dir} if data_dir else {}))
     examples = VlmExamples(data["annotations"], run.caption_fraction, run.train.seed)
     if run.clip_init:
         init = Path(run.clip_init) if Path(run.clip_init).is_absolute() else ROOT / run.clip_init
