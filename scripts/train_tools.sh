@@ -3,7 +3,8 @@
 # The scene sets (data/tools/*.npz) are rendered on first use. Runs are minute-budgeted, as the shipped ones
 # were, so a rerun lands close to the shipped weights but not bit-identical (use train.steps=N for that).
 #   clip       4 stages, each continuing the last (init=) with a fresh schedule: 20 + 26 + 24 + 20 minutes
-#   vlm        frozen vision tower from the CLIP + conv stem, 6000 steps on the 17k train_xl scenes, 25 minutes
+#   vlm        frozen vision tower from the CLIP + conv stem, on the 17k train_xl scenes: 6000 steps (25 min),
+#              then 16 minutes more at a lower rate
 #   diffusion  conditioned on the shipped CLIP's text tower (a frozen copy is saved with it), 24 minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,5 +19,7 @@ $vla train clip --preset tiny --out "$clip" init=$clip train.minutes=24 train.th
 $vla train clip --preset tiny --out "$clip" init=$clip train.minutes=20 train.lr=0.0003 train.warmup_steps=20 \
     crop_fraction=0.6
 $vla train vlm --preset tiny --out models/weights/vlm train.threads=2
+$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=16 train.lr=0.0003 \
+    train.warmup_steps=20 train.threads=2
 $vla train diffusion --preset tiny --out models/weights/diffusion train.minutes=24
 $vla eval tools --json
