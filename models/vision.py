@@ -157,7 +157,7 @@ class VisionEncoder(nn.Module):
         """pixels (B, 3, S, S) normalised -> patch tokens (B, N, width). `tower_tokens` are the tower's own
         tokens for these pixels when already computed (a frozen tower's cache); the conv stem still runs."""
         if tower_tokens is None:
-            _, tower_tokens = self.tower(pixels)
+            tower_tokens = self.tower_tokens(pixels)
         if self.stem is None:
             return tower_tokens
         return tower_tokens + self.stem(pixels).to(tower_tokens.dtype)

@@ -87,14 +87,15 @@ class VLMNet(nn.Module):
         (precomputed tokens of a frozen tower; a conv stem still runs on the pixels)."""
         if tower_tokens is not None and self.vision.stem is None:
             return tower_tokens.to(self.device)
-        images = torch.as_tensor(np.ascontiguousarray(images)).to(self.device)
-        return self.vision(self.vision.preprocess(images),
-                           None if tower_tokens is None else tower_tokens.to(self.device))
+        return self.vision(self._pixels(images), None if tower_tokens is None else tower_tokens.to(self.device))
 
     def tower_tokens(self, images) -> torch.Tensor:
         """The vision tower's own patch tokens (B, N, Dv), without the conv stem: what a frozen tower caches."""
-        images = torch.as_tensor(np.ascontiguousarray(images)).to(self.device)
-        return self.vision.tower_tokens(self.vision.preprocess(images))
+        return self.vision.tower_tokens(self._pixels(images))
+
+    def _pixels(self, images) -> torch.Tensor:
+        """uint8 (B, H, W, 3) images -> the tower's normalised input (B, 3, S, S)."""
+        return self.vision.preprocess(torch.as_tensor(np.ascontiguousarray(images)).to(self.device))
 
     def prefix(self, images, prompts: list[str], patches: torch.Tensor | None = None):
         """-> embeddings (B, Q+P+1, H) and mask for [vision queries | prompt | SEP]; `patches` are the frozen
