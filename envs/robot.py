@@ -54,6 +54,19 @@ class Panda:
         self.closed = False
         self._drive(HOME_Q)
 
+    def teleport(self, pos: np.ndarray, yaw: float, close: bool = False) -> None:
+        """Put the arm where IK places the grasp point at (pos, yaw), fingers open or shut, without simulating the
+        motion (for rendering training scenes); the controller then holds that pose."""
+        for _ in range(3):                      # IK starts from the current joints: repeat to converge
+            q = self.solve_ik(np.asarray(pos, dtype=np.float64), yaw)
+            for j, value in zip(ARM_JOINTS, q):
+                self.p.resetJointState(self.uid, j, float(value))
+        for j in FINGER_JOINTS:
+            self.p.resetJointState(self.uid, j, 0.0 if close else FINGER_OPEN)
+        self.target_pos, self.target_yaw = self.ee_pose()
+        self.closed = close
+        self._drive(q)
+
     def ee_pose(self) -> tuple[np.ndarray, float]:
         """(position (3,), yaw) of the grasp point; yaw is the gripper's rotation about the vertical."""
         state = self.p.getLinkState(self.uid, EE_LINK, computeForwardKinematics=True)

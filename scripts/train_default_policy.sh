@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped VLA policy (models/weights/policy) from nothing: collect the demos, train the `cpu`
-# preset, then fine-tune it on more scenes, and export fp16. About 4 h 45 min on two CPU cores; every stage
+# preset, then fine-tune it on more scenes, and export fp16. About 5 h 10 min on two CPU cores; every stage
 # resumes if killed (run the script again). Batches are a function of the step, so the weights come out the same.
 #   stage 1  data/seen128 (1600 episodes), 5000 steps, ground_teacher 0.5
 #   stage 2  the same data, resumed to the preset's 9000 steps at ground_teacher 0.9, exported fp16 (v7)
@@ -9,7 +9,9 @@
 #            (the schedule stretched to 8000 steps: a warm restart at about half the peak rate), exported fp16 (v8)
 #   stage 4  colour-match maps added to the grounding head (model.ground_color_maps=4, new layers at zero):
 #            2500 steps of a 4000-step schedule at lr 2e-4 from the v8 export
-#   stage 5  from stage 4's step 2500, 4000 steps with half the frames recoloured (data.color_aug=0.5)
+#   stage 5  from stage 4's step 2500, 4000 steps with half the frames recoloured (data.color_aug=0.5) (v9)
+#   stage 6  relation features of the colour maps for twins picked out by size or side
+#            (model.ground_relations=true, new layers at zero): 2000 steps at lr 2e-4 from the v9 export (v10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
@@ -27,4 +29,6 @@ $vla train policy --config cpu --out "$run-ft" $ft train.steps=8000 --export "$r
 maps="data.root=data/seen128x train.lr=2.0e-4 model.ground_color_maps=4"
 $vla train policy --config cpu --out "$run-maps" train.init="$run-v8" $maps train.steps=4000 --stop-at 2500
 $vla train policy --config cpu --out "$run-recolor" train.init="$run-maps/checkpoints/step_0002500" $maps \
-    data.color_aug=0.5 train.steps=4000 --export models/weights/policy
+    data.color_aug=0.5 train.steps=4000 --export "$run-v9"
+$vla train policy --config cpu --out "$run-relations" train.init="$run-v9" $maps data.color_aug=0.5 \
+    model.ground_relations=true train.steps=2000 --export models/weights/policy

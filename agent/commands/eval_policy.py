@@ -1,7 +1,8 @@
 """`vla eval --policy PATH|default --task T|all --split S --episodes N`: closed-loop success rates.
 
 Writes <out>/<split>/<task>/eval_info.json (LeRobot schema) and videos of the first episodes;
-`--json` prints {"policy", "split", "episodes", "pc_success", "per_task"} as the last line.
+`--json` prints {"policy", "split", "episodes", "pc_success", "per_task", "per_reference"} as the last line;
+per_reference is success by how the instruction singles out its object (plain, size or relation).
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def run(args) -> int:
     for task, pc in summary["per_task"].items():
         print(f"  {task.ljust(width)}  {pc:6.1f} %")
     print(f"  {'mean'.ljust(width)}  {summary['pc_success']:6.1f} %   (eval_info.json under {args.out}/{args.split}/)")
+    print("  by reference: " + ", ".join(f"{k} {pc:.1f} %" for k, pc in summary["per_reference"].items()))
     if args.json:
         print(json.dumps(summary))
     return 0

@@ -47,6 +47,13 @@ def run(args) -> int:
 
         data.attach_oracle_labels(*oracle_labels(root, workers=cfg.data.label_workers,
                                                  max_episodes=cfg.data.max_episodes))
+        if cfg.data.reset_scenes:
+            from vla.agent.train.scenes import reset_scenes
+            from vla.envs import TASKS
+
+            data.attach_scenes(reset_scenes(root, cfg.data.reset_scenes, "seen", list(TASKS),
+                                            int(data.images.shape[1]), workers=cfg.data.label_workers,
+                                            arm=cfg.data.reset_arm))
     if args.stop_at is not None and args.stop_at < 1:
         raise VLAError(f"--stop-at must be a positive step (got {args.stop_at}).")
     final = train_policy(cfg, data, run_dir, resume=not args.fresh, stop_at=args.stop_at)

@@ -48,6 +48,14 @@ def eval_info(per_episode: list[dict], eval_s: float) -> dict:
             "video_paths": [e["video_path"] for e in per_episode if "video_path" in e]}
 
 
+def per_reference(entries: list[dict]) -> dict[str, float]:
+    """Success (%) by how the instruction singled out its object: "plain", "size" or "relation" (twins)."""
+    kinds: dict[str, list[bool]] = {}
+    for e in entries:
+        kinds.setdefault(e.get("reference", "plain"), []).append(bool(e["success"]))
+    return {k: 100.0 * sum(v) / len(v) for k, v in sorted(kinds.items())}
+
+
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
@@ -87,7 +95,8 @@ def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: 
         if out is not None:
             _write_json(out / split / task / "eval_info.json", info)
     summary = {"policy": str(policy), "split": split, "episodes": episodes,
-               "pc_success": sum(per_task.values()) / len(per_task), "per_task": per_task}
+               "pc_success": sum(per_task.values()) / len(per_task), "per_task": per_task,
+               "per_reference": per_reference([e for task in tasks for e in results[task]])}
     if decoding or execute or ensemble:
         summary["settings"] = {"decoding": decoding, "execute": execute, "ensemble": ensemble}
     if out is not None:

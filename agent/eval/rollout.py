@@ -64,6 +64,7 @@ def _episode(env, policy, seed: int, index: int, record: bool, job: EpisodeJob) 
             break
     entry = {"episode_ix": index, "sum_reward": total, "max_reward": best, "success": success, "seed": seed,
              "instruction": str(info.get("instruction", obs["instruction"])), "steps": steps,
+             "reference": env.unwrapped.task.reference_kind(env.unwrapped.goal),
              "time_s": time.perf_counter() - t0}
     if record:
         from vla.agent.eval.video import write_episode_video

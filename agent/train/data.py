@@ -29,22 +29,52 @@ class TrainingData:
     waypoint: torch.Tensor | None = None        # (N, 6) float32 oracle labels (see vla.agent.train.labels)
     waypoint_valid: torch.Tensor | None = None  # (N,) bool
     goal_pixel: torch.Tensor | None = None      # (N, 2) float32: the skill goal in the front image (column, row)
+    n_scenes: int = 0           # the last n_scenes frames are start-of-episode scenes (vla.agent.train.scenes)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     def indices(self, seed: int, step: int, micro: int, accum: int, batch: int, rank: int = 0,
-                world: int = 1) -> torch.Tensor:
-        """Sample indices of one micro-batch: epochs are seeded permutations, consumed in order."""
-        per_epoch = len(self) // (batch * world)
-        if per_epoch < 1:
-            raise VLAError(f"the dataset has {len(self)} frames, fewer than one global batch "
-                           f"({batch} x {world} ranks); lower train.batch_size.")
+                world: int = 1, scene_share: float = 0.0) -> torch.Tensor:
+        """Sample indices of one micro-batch: epochs are seeded permutations, consumed in order; with scenes
+        attached, round(batch * scene_share) of them come from the scenes (their own permutations)."""
+        k = round(batch * scene_share) if self.n_scenes else 0
+        demos = len(self) - self.n_scenes
         u = step * accum + micro
-        epoch, j = divmod(u, per_epoch)
-        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        start = (j * world + rank) * batch
-        return perm[start: start + batch]
+        idx = _draw(demos, batch - k, u, rank, world, seed * 100_003)
+        if k:
+            idx = torch.cat([idx, demos + _draw(self.n_scenes, k, u, rank, world, seed * 100_003 + 50_000_017)])
+        return idx
+
+    def attach_scenes(self, scenes: dict) -> None:
+        """Append start-of-episode scenes (see vla.agent.train.scenes) as frames with oracle labels and no
+        actions (every action padded). Call after attach_oracle_labels."""
+        if self.waypoint is None:
+            raise VLAError("start-of-episode scenes need the oracle labels attached first.")
+        images = torch.as_tensor(scenes["images"])
+        if images.shape[1:] != self.images.shape[1:]:
+            raise VLAError(f"scenes are {tuple(images.shape[1:])} images; the dataset's are "
+                           f"{tuple(self.images.shape[1:])}.")
+        n = len(images)
+        labels = torch.as_tensor(scenes["labels"], dtype=torch.float32)
+        tasks = {t: i for i, t in enumerate(self.tasks)}
+        index = torch.tensor([tasks.setdefault(t, len(tasks)) for t in scenes["task"]], dtype=torch.long)
+        self.tasks = list(tasks)
+        from vla.envs.camera import project_front
+
+        goal = torch.cat([labels[:, 4:6], torch.full((n, 1), GOAL_Z)], 1)
+        h, w = self.images.shape[1:3]
+        pixel = torch.as_tensor(project_front(goal.numpy(), int(w), int(h)), dtype=torch.float32)
+        self.images = torch.cat([self.images, images])
+        self.state = torch.cat([self.state, torch.as_tensor(scenes["state"], dtype=torch.float32)])
+        self.action = torch.cat([self.action, torch.zeros(n, *self.action.shape[1:])])
+        pad = torch.ones(n, self.action_is_pad.shape[1], dtype=torch.bool)
+        self.action_is_pad = torch.cat([self.action_is_pad, pad])
+        self.task_index = torch.cat([self.task_index, index])
+        self.waypoint = torch.cat([self.waypoint, labels])
+        self.waypoint_valid = torch.cat([self.waypoint_valid, torch.ones(n, dtype=torch.bool)])
+        self.goal_pixel = torch.cat([self.goal_pixel, pixel])
+        self.n_scenes += n
 
     def batch(self, idx: torch.Tensor, shift: int = 0, generator: torch.Generator | None = None,
               color_aug: float = 0.0) -> dict:
@@ -82,6 +112,18 @@ class TrainingData:
         h, w = self.images.shape[1:3]
         self.goal_pixel = torch.as_tensor(project_front(goal.numpy(), int(w), int(h)), dtype=torch.float32)
         self.stats["waypoint"] = {"mean": good.mean(0).tolist(), "std": good.std(0).clamp_min(1e-3).tolist()}
+
+
+def _draw(n: int, batch: int, u: int, rank: int, world: int, seed: int) -> torch.Tensor:
+    """Micro-batch u of a stream of seeded permutations of range(n), consumed in order."""
+    per_epoch = n // (batch * world)
+    if per_epoch < 1:
+        raise VLAError(f"the dataset has {n} frames, fewer than one global batch "
+                       f"({batch} x {world} ranks); lower train.batch_size.")
+    epoch, j = divmod(u, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+    start = (j * world + rank) * batch
+    return perm[start: start + batch]
 
 
 LUMA = torch.tensor([0.299, 0.587, 0.114])

@@ -94,7 +94,7 @@ class MetricLog:
 TRAINING_ONLY_MODEL_KEYS = ("word_dropout", "ground_teacher")
 #: architecture additions a fine-tuning run (train.init) may switch on (key -> names of the modules it adds):
 #: the new modules start at zero, so the grown network computes what the checkpoint did until training moves them
-GROWABLE_MODEL_KEYS = {"ground_color_maps": ("color_patch", "c1_color")}
+GROWABLE_MODEL_KEYS = {"ground_color_maps": ("color_patch", "c1_color"), "ground_relations": ("relate",)}
 
 
 def _start(cfg: PolicyConfig, data: TrainingData, run_dir: Path, resume: bool, device: torch.device):
@@ -217,7 +217,7 @@ def _train_step(model, net, data: TrainingData, opt, cfg: PolicyConfig, step: in
     for micro in range(tc.grad_accum):
         torch.manual_seed(tc.seed * 1_000_003 + step * 97 + micro * 7 + rank)     # dropout layers
         gen = torch.Generator().manual_seed(tc.seed * 7_919 + step * 131 + micro * 17 + rank)
-        idx = data.indices(tc.seed, step, micro, tc.grad_accum, tc.batch_size, rank, world)
+        idx = data.indices(tc.seed, step, micro, tc.grad_accum, tc.batch_size, rank, world, cfg.data.reset_share)
         batch = data.batch(idx, cfg.data.shift, gen, cfg.data.color_aug)
         sync = nullcontext() if world == 1 or micro == tc.grad_accum - 1 else model.no_sync()
         with sync, autocast:

@@ -193,6 +193,18 @@ class Task:
     def instruction(self, goal: Goal, template: int) -> str:
         return self.TEMPLATES[template].format(**self.slots(goal))
 
+    def refs(self, goal: Goal) -> list[Ref]:
+        """Every referring expression of the goal."""
+        return goal.refs()
+
+    def reference_kind(self, goal: Goal) -> str:
+        """How the instruction singles out its objects: "relation" (by its side of a landmark bowl, beside a
+        same-looking twin), "size" (beside a twin of the other size) or "plain" (colour and shape suffice)."""
+        refs = self.refs(goal)
+        if any(r.relation for r in refs):
+            return "relation"
+        return "size" if any(r.size for r in refs) else "plain"
+
     def primary(self, goal: Goal) -> Ref:
         """The object the task acts on; its (task, colour, shape) decides the combo split."""
         return goal.refs()[0]

@@ -71,6 +71,12 @@ class ModelConfig:
     # (see vla.models.policy.vla.color_match_maps). Colour is a word's value, not a learnt class, so a colour
     # never seen in training is found as readily as a seen one. Needs ground_colors and grounding.
     ground_color_maps: int = 0
+    # Referring expressions ("the small red block", "the red block left of the pink bowl") pick one of two twins
+    # by size or by side. With this on, the grounding head also scores every patch by geometry read from the
+    # colour-match maps: its offset from each map's centroid (where the named landmark, or the twins' midpoint,
+    # is) and the largest matching blob area in it (size, with its image row for perspective), weighted by an
+    # instruction-dependent vector (a bilinear term, zero at first). Needs ground_color_maps.
+    ground_relations: bool = False
 
 
 @dataclass
@@ -83,6 +89,13 @@ class DataConfig:
     # match a word's colour value rather than a fixed set of colours. Needs model.ground_colors.
     color_aug: float = 0.0
     label_workers: int = 2           # processes replaying episodes for oracle labels (aux_waypoint / grounding)
+    # Start-of-episode scenes (arm at home) added to the frames for the grounding and waypoint losses only: a demo
+    # shows the arm at home for a frame or two, then the arm's own path gives the goal away, so the grounding
+    # learns to follow the arm. reset_scenes frames of the `seen` split's tasks are rendered once (cached in the
+    # dataset's meta/), and reset_share of every batch comes from them. See vla.agent.train.scenes.
+    reset_scenes: int = 0
+    reset_share: float = 0.25
+    reset_arm: float = 0.0           # share of those scenes with the arm teleported to a random pose instead
 
 
 @dataclass
@@ -134,6 +147,14 @@ class PolicyConfig:
             raise VLAError(f"model.ground_color_maps must be >= 0 (got {self.model.ground_color_maps}).")
         if self.model.ground_color_maps and not (self.model.grounding and self.model.ground_colors):
             raise VLAError("model.ground_color_maps needs model.grounding=true and model.ground_colors=true.")
+        if self.model.ground_relations and not self.model.ground_color_maps:
+            raise VLAError("model.ground_relations needs model.ground_color_maps > 0: it reads the colour-match maps.")
+        if self.data.reset_scenes < 0 or not 0 <= self.data.reset_share < 1 or not 0 <= self.data.reset_arm <= 1:
+            raise VLAError(f"data.reset_scenes must be >= 0, data.reset_share in [0, 1) and data.reset_arm in "
+                           f"[0, 1] (got {self.data.reset_scenes}, {self.data.reset_share}, {self.data.reset_arm}).")
+        if self.data.reset_scenes and not (self.model.grounding or self.model.aux_waypoint > 0):
+            raise VLAError("data.reset_scenes trains the grounding and waypoint heads only; it needs model.grounding "
+                           "or model.aux_waypoint.")
         if not 0 <= self.data.color_aug <= 1:
             raise VLAError(f"data.color_aug must be in [0, 1] (got {self.data.color_aug}).")
         if self.data.color_aug and not self.model.ground_colors:

@@ -65,7 +65,8 @@ class VLANet(nn.Module):
             width = self.n_vis * hidden if cfg.aux_source == "bridge" else hidden
             self.aux_head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 256), nn.GELU(), nn.Linear(256, 6))
         self.ground = GroundingHead(self.vision.width, hidden, self.vision.grid, goal=cfg.ground_goal,
-                                    color_maps=cfg.ground_color_maps) if cfg.grounding else None
+                                    color_maps=cfg.ground_color_maps,
+                                    relations=cfg.ground_relations) if cfg.grounding else None
         self.color_mlp = None
         if cfg.word_rgb:
             self._ground_words(cfg.word_rgb, hidden)
@@ -337,6 +338,31 @@ def color_match_maps(images: torch.Tensor, rgb: torch.Tensor, valid: torch.Tenso
     return torch.exp(-0.5 * residual / tol ** 2) * valid[..., None, None]
 
 
+def relation_features(maps: torch.Tensor, grid: int, box: int = 9) -> torch.Tensor:
+    """Geometry of the instruction's colours for each of grid x grid patches: maps (B, M, S, S) colour-match maps
+    -> (B, grid*grid, 4M) features [dx, dy, area, area * row] per map.
+
+    dx, dy: the patch centre's offset from the map's centroid (image units in [-1, 1]; 0 where the colour is
+    absent): where the landmark bowl is, or the midpoint of two same-coloured twins. area: the largest share of a
+    box x box window that matches, within the patch (a large block fills more of it than a small one); times the
+    patch's row (-1 top .. 1 bottom) so that a learnt weight can undo perspective (nearer objects look larger).
+    """
+    B, M, S, _ = maps.shape
+    maps = maps.float()
+    coords = (torch.arange(S, device=maps.device, dtype=torch.float32) + 0.5) / S * 2 - 1
+    mass = maps.sum((2, 3))                                                               # (B, M)
+    cx = (maps.sum(2) * coords).sum(-1) / mass.clamp_min(1e-6)
+    cy = (maps.sum(3) * coords).sum(-1) / mass.clamp_min(1e-6)
+    present = (mass > 2.0).float()[..., None]                                             # (B, M, 1)
+    cells = (torch.arange(grid, device=maps.device, dtype=torch.float32) + 0.5) / grid * 2 - 1
+    px, py = cells.repeat(grid), cells.repeat_interleave(grid)                            # (N,) row-major
+    dx = (px - cx[..., None]) * present                                                   # (B, M, N)
+    dy = (py - cy[..., None]) * present
+    area = F.adaptive_max_pool2d(F.avg_pool2d(maps, box, 1, box // 2, count_include_pad=False), grid)
+    area = 2.0 * area.flatten(2)                                                          # (B, M, N)
+    return torch.cat([dx, dy, area, area * py], 1).transpose(1, 2)                        # (B, N, 4M)
+
+
 class GroundingHead(nn.Module):
     """Where is the object the current step is about? A text- and state-conditioned score for every patch.
 
@@ -347,7 +373,7 @@ class GroundingHead(nn.Module):
     """
 
     def __init__(self, vision_width: int, hidden: int, grid: int, width: int = 128, goal: str = "",
-                 color_maps: int = 0):
+                 color_maps: int = 0, relations: bool = False):
         super().__init__()
         self.grid, self.goal, self.color_maps = grid, goal, color_maps
         self.patch = nn.Sequential(nn.LayerNorm(vision_width), nn.Linear(vision_width, width))
@@ -355,6 +381,11 @@ class GroundingHead(nn.Module):
         # head (fine-tuning with train.init) starts from the same function
         self.color_patch = _zeros(nn.Linear(color_maps, width)) if color_maps else None
         self.cond = nn.Linear(hidden, width)
+        # relation_features of the colour maps: into the patch features, and scored directly by a vector the
+        # instruction and state give (zero-initialised, like color_patch)
+        n_rel = 4 * color_maps if relations else 0
+        self.relate_patch = _zeros(nn.Linear(n_rel, width)) if n_rel else None
+        self.relate = _zeros(nn.Linear(hidden, n_rel)) if n_rel else None
         self.score = nn.Linear(width, 1)
         self.token = nn.Linear(vision_width + 2, hidden)
         # "patch": every patch near the goal says where the goal is on the table (normalised x, y)
@@ -380,8 +411,14 @@ class GroundingHead(nn.Module):
         if self.color_patch is not None:
             pooled = F.adaptive_max_pool2d(maps, self.grid).flatten(2).transpose(1, 2)    # (B, N, M)
             h = h + self.color_patch(pooled.to(h.dtype))
+        rel = None
+        if self.relate is not None:
+            rel = relation_features(maps, self.grid)                                     # (B, N, 4M)
+            h = h + self.relate_patch(rel.to(h.dtype))
         h = F.gelu(h)
         logits = self.score(h).squeeze(-1).float()                                       # (B, N)
+        if rel is not None:
+            logits = logits + torch.einsum("bnf,bf->bn", rel, self.relate(condition).float())
         attn = logits.softmax(-1).to(patches.dtype)
         pooled = torch.einsum("bn,bnd->bd", attn, patches)
         xy = attn @ self.centres.to(patches.dtype)                                       # (B, 2)

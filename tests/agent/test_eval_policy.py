@@ -38,6 +38,9 @@ def test_eval_two_episodes_writes_valid_eval_info(trained):
     assert info["per_episode"][0]["seed"] != info["per_episode"][1]["seed"]
     pc = 100.0 * sum(e["success"] for e in info["per_episode"]) / 2
     assert info["aggregated"]["pc_success"] == pc == summary["per_task"]["reach"]
+    kinds = {e["reference"] for e in info["per_episode"]}
+    assert kinds <= {"plain", "size", "relation"} and set(summary["per_reference"]) == kinds
+    assert sum(summary["per_reference"].values()) >= pc            # each kind's rate is of its own episodes
     assert len(info["video_paths"]) == 1 and (out / "seen" / "reach" / "videos" / "eval_episode_0.mp4").stat().st_size > 0
 
 
@@ -47,7 +50,7 @@ def test_vla_eval_json_last_line(trained, capsys):
                  "--episodes", "1", "--videos", "0", "--out", str(root / "cli"), "--json"])
     assert code == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(last) == {"policy", "split", "episodes", "pc_success", "per_task"}
+    assert set(last) == {"policy", "split", "episodes", "pc_success", "per_task", "per_reference"}
     assert last["split"] == "unseen_phrasings" and list(last["per_task"]) == ["reach"]
 
 

@@ -152,3 +152,53 @@ def test_init_can_add_colour_maps_to_a_checkpoint_without_them(tmp_path):
     other = load_config("debug", [f"train.init={tuned}", "model.ground_color_maps=3", *ground])
     with pytest.raises(VLAError, match="already has ground_color_maps at another value"):
         train_policy(other, data, tmp_path / "other", progress=False)
+
+
+def test_start_of_episode_scenes_are_labelled_cached_and_mixed_into_batches(tmp_path):
+    import numpy as np
+
+    from vla.agent.train.scenes import SCENE_SEED, reset_scenes
+    from vla.envs import make_env
+
+    (tmp_path / "meta").mkdir()
+    scenes = reset_scenes(tmp_path, 4, "seen", ["reach", "place"], 32, workers=1, progress=False)
+    assert scenes["images"].shape == (4, 32, 32, 3) and scenes["labels"].shape == (4, 6) and len(scenes["task"]) == 4
+    cache = tmp_path / "meta" / "vla_reset_scenes_4.npz"
+    stamp = cache.stat().st_mtime_ns
+    again = reset_scenes(tmp_path, 4, "seen", ["reach", "place"], 32, workers=1, progress=False)
+    assert cache.stat().st_mtime_ns == stamp and np.array_equal(again["labels"], scenes["labels"])
+    # the first skill's goal is the named object, and the frame is the env's own first observation
+    env = make_env("place", "seen", image_size=32)
+    obs, _ = env.reset(seed=SCENE_SEED)
+    target = env.unwrapped.world.position(env.unwrapped.goal.target.oid)
+    env.close()
+    assert np.array_equal(scenes["images"][0], obs["front"]) and scenes["task"][0] == obs["instruction"]
+    assert np.linalg.norm(scenes["labels"][0, 4:6] - target[:2]) < 0.02
+    # with the arm teleported the scene and its goal are the same, the arm (and the state) elsewhere
+    home = reset_scenes(tmp_path, 2, "seen", ["reach"], 32, workers=1, progress=False)
+    moved = reset_scenes(tmp_path, 2, "seen", ["reach"], 32, workers=1, progress=False, arm=1.0)
+    assert (tmp_path / "meta" / "vla_reset_scenes_2_arm1.npz").is_file()
+    assert np.array_equal(home["labels"], moved["labels"]) and home["task"] == moved["task"]
+    assert (np.linalg.norm(home["state"][:, :3] - moved["state"][:, :3], axis=1) > 0.02).all()
+    assert not np.array_equal(home["images"], moved["images"])
+
+    data = synthetic_data(n=24)
+    data.attach_oracle_labels(torch.rand(24, 6) * 0.2 + 0.4, torch.ones(24, dtype=torch.bool))
+    with pytest.raises(VLAError, match="images"):
+        data.attach_scenes({**scenes, "images": np.zeros((4, 16, 16, 3), np.uint8)})
+    data.attach_scenes(scenes)
+    assert len(data) == 28 and data.n_scenes == 4 and data.tasks[-1] in scenes["task"]
+    idx = data.indices(seed=0, step=3, micro=0, accum=1, batch=4, scene_share=0.5)
+    assert torch.equal(idx, data.indices(0, 3, 0, 1, 4, scene_share=0.5))
+    assert (idx < 24).sum() == 2 and (idx >= 24).sum() == 2                           # half from the scenes
+    b = data.batch(idx)
+    assert b["action_is_pad"][2:].all() and not b["action_is_pad"][:2].any()
+    assert b["oracle.valid"][2:].all() and torch.allclose(b["oracle.waypoint"][2:], torch.as_tensor(
+        scenes["labels"])[idx[2:] - 24])
+    cfg = load_config("debug", ["train.steps=2", "model.grounding=true", "model.aux_waypoint=1.0",
+                                "data.reset_scenes=4", "data.reset_share=0.5"])
+    final = train_policy(cfg, data, tmp_path / "run", progress=False)
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert final.name == "step_0000002" and all(np.isfinite(float(r["loss"])) for r in rows)
+    with pytest.raises(VLAError, match="reset_scenes trains the grounding"):
+        load_config("debug", ["data.reset_scenes=4"])

@@ -167,6 +167,21 @@ def test_reset_from_instruction_builds_matching_scene(text, colors):
     assert info["is_success"]
 
 
+@pytest.mark.parametrize("text,kind", [
+    ("touch the red block", "plain"),
+    ("put the small red block in the green bowl", "size"),
+    ("pick up the red cylinder left of the blue bowl", "relation"),
+    ("touch the blue block then put the large red block in the green bowl", "size"),   # either step counts
+    ("put all the white blocks in the black bowl", "plain"),
+])
+def test_reference_kind_says_how_the_instruction_picks_out_its_object(text, kind):
+    env = make_env("reach", image_size=0)
+    env.reset(seed=0, options={"instruction": text})
+    inner = env.unwrapped
+    assert inner.task.reference_kind(inner.goal) == kind
+    env.close()
+
+
 @pytest.mark.parametrize("text,match", [
     ("put the magenta block in the green bowl", "allowed colours: red"),
     ("put the red banana in the green bowl", "allowed objects"),

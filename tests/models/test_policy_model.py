@@ -373,16 +373,16 @@ def test_colour_match_maps_light_up_objects_of_that_colour_whatever_their_shadin
                        torch.zeros(8, 8))                                           # an empty slot is all zeros
 
 
-def colour_policy() -> VLAPolicy:
+def colour_policy(extra: tuple[str, ...] = (), sentences: list[str] = SENTENCES) -> VLAPolicy:
     """A tiny policy with pixel grounding and the colour maps of the first two colour words of the vocabulary."""
     from vla.envs.vocab import COLORS
 
     ground = ("model.grounding=true", "model.ground_colors=true", "model.ground_goal=pixel", "data.shift=0",
               "model.ground_color_maps=2", "model.state_dims=[2,3,4]")
-    cfg = load_config("debug", TINY + list(ground))
+    cfg = load_config("debug", TINY + list(ground) + list(extra))
     cfg.model.word_rgb = {name: list(rgba[:3]) for name, rgba in COLORS.items()}
     torch.manual_seed(0)
-    return VLAPolicy.create(cfg, STATS, SENTENCES)
+    return VLAPolicy.create(cfg, STATS, sentences)
 
 
 def test_instruction_colours_are_taken_in_sentence_order_and_feed_both_grounding_levels():
@@ -407,6 +407,65 @@ def test_instruction_colours_are_taken_in_sentence_order_and_feed_both_grounding
     assert net.ground.color_patch.weight.grad.abs().sum() > 0 and net.ground.fine.c1_color.weight.grad.abs().sum() > 0
     with pytest.raises(VLAError, match="ground_color_maps needs model.grounding=true and model.ground_colors"):
         tiny_policy(extra=("model.grounding=true", "model.ground_color_maps=2"))
+
+
+def test_relation_features_read_side_and_size_from_the_colour_maps():
+    from vla.models.policy.vla import relation_features
+
+    maps = torch.zeros(1, 2, 64, 64)
+    maps[0, 0, 28:32, 8:12] = 1.0          # slot 0: a small blob left and a large one right of ...
+    maps[0, 0, 26:34, 44:52] = 1.0
+    maps[0, 1, 24:36, 26:38] = 1.0         # slot 1: ... the landmark in the middle
+    feats = relation_features(maps, grid=8)                                         # (1, 64, 8)
+    assert feats.shape == (1, 64, 8)
+    left, right, landmark = 3 * 8 + 1, 3 * 8 + 6, 3 * 8 + 4                         # patches holding each blob
+    dx_landmark = feats[0, :, 1]
+    assert dx_landmark[left] < -0.5 and dx_landmark[right] > 0.5 and abs(dx_landmark[landmark]) < 0.2
+    area = feats[0, :, 4]                                                            # slot 0's largest blob share
+    assert area[right] > 1.5 * area[left] > 0 and area[landmark] == 0
+    assert torch.allclose(feats[0, right, 6], area[right] * ((3 + 0.5) / 8 * 2 - 1))  # area times the patch row
+    empty = relation_features(torch.zeros(1, 1, 64, 64), grid=8)
+    assert torch.equal(empty, torch.zeros_like(empty))                               # an absent colour: no geometry
+
+
+def test_relation_scores_start_at_zero_and_learn_to_pick_the_named_side(tmp_path):
+    """Grown onto a trained head the relation layers change nothing; trained on which twin is meant, they pick it."""
+    from vla.envs.vocab import COLORS
+
+    texts = ["touch the red block left of the blue bowl", "touch the red block right of the blue bowl"]
+    base = colour_policy(("model.vision.image_size=64", "model.vision.patch_size=8"), SENTENCES + texts)
+    cfg = base.cfg
+    cfg.model.ground_relations = True
+    torch.manual_seed(0)
+    grown = VLAPolicy(cfg.validate(), base.net.tokenizer, base.stats)
+    missing, unexpected = grown.net.load_state_dict(base.net.state_dict(), strict=False)
+    assert not unexpected and missing and all("relate" in name for name in missing)
+    b = batch(grown)
+    base.net.eval(), grown.net.eval()
+    ids, mask = base.net.encode_text(b["task"], "cpu")
+    args = (b["observation.images.front"], b["observation.state"], ids, mask)
+    assert torch.equal(base.net.prefix_parts(*args)[2]["logits"], grown.net.prefix_parts(*args)[2]["logits"])
+    # two red twins either side of a blue bowl: "left of" means the left one, "right of" the right one
+    image = torch.full((2, 64, 64, 3), 200, dtype=torch.uint8)
+    for row in range(2):
+        image[row, 28:34, 8:14] = torch.tensor(COLORS["red"][:3]) * 255
+        image[row, 28:34, 50:56] = torch.tensor(COLORS["red"][:3]) * 255
+        image[row, 24:38, 26:40] = torch.tensor(COLORS["blue"][:3]) * 255
+    target = torch.tensor([3 * 8 + 1, 3 * 8 + 6])
+    ids, mask = grown.net.encode_text(texts, "cpu")
+    state = torch.zeros(2, 12)
+    opt = torch.optim.Adam([p for n, p in grown.net.named_parameters() if "relate" in n], lr=1e-2)
+    for _ in range(60):
+        logits = grown.net.prefix_parts(image, state, ids, mask)[2]
+        loss = torch.nn.functional.cross_entropy(logits["logits"], target)
+        opt.zero_grad(), loss.backward(), opt.step()
+    assert torch.equal(logits["logits"].argmax(-1), target)
+    path = grown.save(tmp_path / "grown")
+    again = load_policy(path)
+    assert again.cfg.model.ground_relations
+    assert torch.equal(again.net.ground.relate.weight, grown.net.ground.relate.weight)
+    with pytest.raises(VLAError, match="ground_relations needs model.ground_color_maps"):
+        tiny_policy(extra=("model.ground_relations=true",))
 
 
 def test_colour_augmentation_recolours_the_image_and_the_colour_words_alike():
