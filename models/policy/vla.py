@@ -358,7 +358,9 @@ def relation_features(maps: torch.Tensor, grid: int, box: int = 9) -> torch.Tens
     px, py = cells.repeat(grid), cells.repeat_interleave(grid)                            # (N,) row-major
     dx = (px - cx[..., None]) * present                                                   # (B, M, N)
     dy = (py - cy[..., None]) * present
-    area = F.adaptive_max_pool2d(F.avg_pool2d(maps, box, 1, box // 2, count_include_pad=False), grid)
+    share = F.avg_pool2d(maps, (box, 1), 1, (box // 2, 0), count_include_pad=False)      # separable box filter
+    share = F.avg_pool2d(share, (1, box), 1, (0, box // 2), count_include_pad=False)
+    area = F.adaptive_max_pool2d(share, grid)
     area = 2.0 * area.flatten(2)                                                          # (B, M, N)
     return torch.cat([dx, dy, area, area * py], 1).transpose(1, 2)                        # (B, N, 4M)
 
