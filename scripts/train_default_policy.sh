@@ -11,7 +11,8 @@
 #            2500 steps of a 4000-step schedule at lr 2e-4 from the v8 export
 #   stage 5  from stage 4's step 2500, 4000 steps with half the frames recoloured (data.color_aug=0.5) (v9)
 #   stage 6  relation features of the colour maps for twins picked out by size or side
-#            (model.ground_relations=true, new layers at zero): 2000 steps at lr 2e-4 from the v9 export (v10)
+#            (model.ground_relations=true, new layers at zero): 2000 steps at lr 2e-4 from the v9 export (v10);
+#            the export reads the goal pixel near the best cell only (model.ground_peak=3, inference only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
@@ -31,4 +32,4 @@ $vla train policy --config cpu --out "$run-maps" train.init="$run-v8" $maps trai
 $vla train policy --config cpu --out "$run-recolor" train.init="$run-maps/checkpoints/step_0002500" $maps \
     data.color_aug=0.5 train.steps=4000 --export "$run-v9"
 $vla train policy --config cpu --out "$run-relations" train.init="$run-v9" $maps data.color_aug=0.5 \
-    model.ground_relations=true train.steps=2000 --export models/weights/policy
+    model.ground_relations=true model.ground_peak=3 train.steps=2000 --export models/weights/policy

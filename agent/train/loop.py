@@ -90,8 +90,9 @@ class MetricLog:
             self.writer.close()
 
 
-#: model settings that only change how training feeds the network; a resumed run takes them from its command
-TRAINING_ONLY_MODEL_KEYS = ("word_dropout", "ground_teacher")
+#: model settings that change no weights (how training feeds the network, how inference reads the grounding); a
+#: resumed or fine-tuning run takes them from its command
+TRAINING_ONLY_MODEL_KEYS = ("word_dropout", "ground_teacher", "ground_peak")
 #: architecture additions a fine-tuning run (train.init) may switch on (key -> names of the modules it adds):
 #: the new modules start at zero, so the grown network computes what the checkpoint did until training moves them
 GROWABLE_MODEL_KEYS = {"ground_color_maps": ("color_patch", "c1_color"), "ground_relations": ("relate",)}

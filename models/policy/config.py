@@ -77,6 +77,10 @@ class ModelConfig:
     # is) and the largest matching blob area in it (size, with its image row for perspective), weighted by an
     # instruction-dependent vector (a bilinear term, zero at first). Needs ground_color_maps.
     ground_relations: bool = False
+    # Inference only ("pixel"): the goal pixel is the soft-argmax within this many cells (of the stride-2 grid) of
+    # the best-scoring cell instead of over the whole image, so that a head torn between two look-alikes commits
+    # to one of them rather than to the table between them. 0 = the whole image (as in training). No weights.
+    ground_peak: int = 0
 
 
 @dataclass
@@ -147,6 +151,8 @@ class PolicyConfig:
             raise VLAError(f"model.ground_color_maps must be >= 0 (got {self.model.ground_color_maps}).")
         if self.model.ground_color_maps and not (self.model.grounding and self.model.ground_colors):
             raise VLAError("model.ground_color_maps needs model.grounding=true and model.ground_colors=true.")
+        if self.model.ground_peak < 0:
+            raise VLAError(f"model.ground_peak must be >= 0 (got {self.model.ground_peak}).")
         if self.model.ground_relations and not self.model.ground_color_maps:
             raise VLAError("model.ground_relations needs model.ground_color_maps > 0: it reads the colour-match maps.")
         if self.data.reset_scenes < 0 or not 0 <= self.data.reset_share < 1 or not 0 <= self.data.reset_arm <= 1:

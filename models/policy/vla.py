@@ -66,7 +66,7 @@ class VLANet(nn.Module):
             self.aux_head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 256), nn.GELU(), nn.Linear(256, 6))
         self.ground = GroundingHead(self.vision.width, hidden, self.vision.grid, goal=cfg.ground_goal,
                                     color_maps=cfg.ground_color_maps,
-                                    relations=cfg.ground_relations) if cfg.grounding else None
+                                    relations=cfg.ground_relations, peak=cfg.ground_peak) if cfg.grounding else None
         self.color_mlp = None
         if cfg.word_rgb:
             self._ground_words(cfg.word_rgb, hidden)
@@ -375,7 +375,7 @@ class GroundingHead(nn.Module):
     """
 
     def __init__(self, vision_width: int, hidden: int, grid: int, width: int = 128, goal: str = "",
-                 color_maps: int = 0, relations: bool = False):
+                 color_maps: int = 0, relations: bool = False, peak: int = 0):
         super().__init__()
         self.grid, self.goal, self.color_maps = grid, goal, color_maps
         self.patch = nn.Sequential(nn.LayerNorm(vision_width), nn.Linear(vision_width, width))
@@ -393,7 +393,7 @@ class GroundingHead(nn.Module):
         # "patch": every patch near the goal says where the goal is on the table (normalised x, y)
         self.regress = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, 2)) \
             if goal == "patch" else None
-        self.fine = PixelGrounding(hidden, color_maps=color_maps) if goal == "pixel" else None
+        self.fine = PixelGrounding(hidden, color_maps=color_maps, peak=peak) if goal == "pixel" else None
         self.geometry = nn.Sequential(nn.Linear(4, hidden), nn.GELU(), nn.Linear(hidden, hidden)) if goal else None
         ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
         centres = torch.stack([xs, ys], -1).reshape(-1, 2).float()
@@ -498,8 +498,9 @@ class PixelGrounding(nn.Module):
     fitted on the oracle labels' (goal pixel, goal) pairs: for a fixed camera a smooth map, learnt exactly.
     """
 
-    def __init__(self, hidden: int, channels: int = 32, color_maps: int = 0):
+    def __init__(self, hidden: int, channels: int = 32, color_maps: int = 0, peak: int = 0):
         super().__init__()
+        self.peak = peak        # at inference: soft-argmax only within this many cells of the best cell (0: all)
         self.c1 = nn.Conv2d(3, 24, 3, padding=1)
         self.c1_color = _zeros(nn.Conv2d(color_maps, 24, 3, padding=1)) if color_maps else None  # see GroundingHead
         self.c2 = nn.Conv2d(24, channels, 3, stride=2, padding=1)
@@ -531,6 +532,14 @@ class PixelGrounding(nn.Module):
         up = up.repeat_interleave(-(-h // grid), 1).repeat_interleave(-(-w // grid), 2)[:, :h, :w]
         logits = logits + up
         prob = logits.flatten(1).softmax(-1)
+        if self.peak and not self.training:
+            # commit to the best mode: two look-alike candidates otherwise average to a point between them
+            best = logits.flatten(1).argmax(-1)
+            rows = torch.arange(h, device=logits.device)[None, :, None] - (best // w)[:, None, None]
+            cols = torch.arange(w, device=logits.device)[None, None, :] - (best % w)[:, None, None]
+            near = ((rows.abs() <= self.peak) & (cols.abs() <= self.peak)).flatten(1)
+            prob = torch.where(near, prob, torch.zeros_like(prob))
+            prob = prob / prob.sum(-1, keepdim=True)
         uv = prob @ self.cell_centres((h, w), logits.device)                               # (B, 2)
         return {"fine_logits": logits, "uv": uv, "goal": self.camera(uv)}
 

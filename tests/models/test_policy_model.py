@@ -341,6 +341,35 @@ def test_pixel_grounding_finds_the_peak_cell_and_scores_a_gaussian_target():
     assert torch.isnan(head.pixel_loss(peaked(2, 6), goal, torch.tensor([[1.2, 0.5]]), valid, std)[1])
 
 
+def test_pixel_grounding_peak_commits_to_one_of_two_look_alikes_at_inference_only():
+    from vla.models.policy.vla import PixelGrounding
+
+    def run(peak: int, training: bool) -> torch.Tensor:
+        fine = PixelGrounding(hidden=8, peak=peak).train(training)
+        logits = torch.zeros(1, 8, 8)        # two look-alike candidates, the left one a little better
+        logits[0, 2, 1], logits[0, 2, 6] = 9.0, 8.9
+        fine.out = _FixedLogits(logits)
+        return fine(torch.zeros(1, 3, 16, 16), torch.zeros(1, 8), torch.zeros(1, 1), 1)["uv"][0]
+
+    left = torch.tensor([(1 + 0.5) / 8, (2 + 0.5) / 8])
+    assert (run(0, False) - left).abs()[0] > 0.2                       # the whole-image soft-argmax: in between
+    assert torch.allclose(run(3, False), left, atol=1e-3)              # committed to the best candidate
+    assert torch.allclose(run(3, True), run(0, True))                  # training keeps the whole-image estimate
+    with pytest.raises(VLAError, match="ground_peak must be >= 0"):
+        tiny_policy(extra=("model.ground_peak=-1",))
+
+
+class _FixedLogits(torch.nn.Module):
+    """Stands in for the last 1x1 convolution: emits fixed scores of the stride-2 grid."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits[:, None].expand(x.shape[0], 1, *self.logits.shape[1:])
+
+
 @pytest.mark.parametrize("split", ["seen", "unseen_colors"])
 def test_colour_match_maps_light_up_objects_of_that_colour_whatever_their_shading(split):
     from vla.envs.env import VLAEnv
