@@ -14,9 +14,6 @@ import torch.nn.functional as F
 from vla import VLAError
 
 
-GOAL_Z = 0.02   # height at which a skill goal (an object or a bowl on the table) is projected into the image
-
-
 @dataclass
 class TrainingData:
     images: torch.Tensor        # (N, H, W, 3) uint8
@@ -60,11 +57,10 @@ class TrainingData:
         tasks = {t: i for i, t in enumerate(self.tasks)}
         index = torch.tensor([tasks.setdefault(t, len(tasks)) for t in scenes["task"]], dtype=torch.long)
         self.tasks = list(tasks)
-        from vla.envs.camera import project_front
+        from vla.agent.train.labels import goal_pixels
 
-        goal = torch.cat([labels[:, 4:6], torch.full((n, 1), GOAL_Z)], 1)
         h, w = self.images.shape[1:3]
-        pixel = torch.as_tensor(project_front(goal.numpy(), int(w), int(h)), dtype=torch.float32)
+        pixel = torch.as_tensor(goal_pixels(labels.numpy(), int(w), int(h)), dtype=torch.float32)
         self.images = torch.cat([self.images, images])
         self.state = torch.cat([self.state, torch.as_tensor(scenes["state"], dtype=torch.float32)])
         self.action = torch.cat([self.action, torch.zeros(n, *self.action.shape[1:])])
@@ -106,11 +102,10 @@ class TrainingData:
                            "info `vla collect` records); set model.aux_waypoint=0 model.grounding=false.")
         good = labels[valid]
         self.waypoint, self.waypoint_valid = labels, valid
-        from vla.envs.camera import project_front
+        from vla.agent.train.labels import goal_pixels
 
-        goal = torch.cat([labels[:, 4:6], torch.full((len(labels), 1), GOAL_Z)], 1)
         h, w = self.images.shape[1:3]
-        self.goal_pixel = torch.as_tensor(project_front(goal.numpy(), int(w), int(h)), dtype=torch.float32)
+        self.goal_pixel = torch.as_tensor(goal_pixels(labels.numpy(), int(w), int(h)), dtype=torch.float32)
         self.stats["waypoint"] = {"mean": good.mean(0).tolist(), "std": good.std(0).clamp_min(1e-3).tolist()}
 
 

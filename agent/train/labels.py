@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+GOAL_Z = 0.02   # height at which a skill goal (an object or a bowl on the table) is projected into the image
 LABEL_NAMES = ("wp_x", "wp_y", "wp_z", "wp_yaw", "goal_x", "goal_y")
 CACHE = "meta/vla_oracle_labels.npz"
 
@@ -39,14 +40,31 @@ def _replay(job: tuple) -> tuple[np.ndarray, bool]:
     for t, action in enumerate(actions):
         expert = inner.oracle_action()
         ok = ok and bool(np.allclose(expert, action, atol=1e-5))
-        plan, index = inner.oracle.plan, inner.oracle.index
-        if plan:
-            wp, goal = plan[min(index, len(plan) - 1)], plan[-1]
-            out[t] = [*wp.pos, wp.yaw, *goal.pos[:2]]
-        else:
+        label = current_label(inner)
+        if label is None:
             ok = False
+        else:
+            out[t] = label
         env.step(perturb(action))
     return out, ok
+
+
+def current_label(inner) -> np.ndarray | None:
+    """The oracle's intent now, after `inner.oracle_action()`: (waypoint x, y, z, yaw, skill goal x, y), or None
+    without a plan."""
+    plan, index = inner.oracle.plan, inner.oracle.index
+    if not plan:
+        return None
+    wp, goal = plan[min(index, len(plan) - 1)], plan[-1]
+    return np.array([*wp.pos, wp.yaw, *goal.pos[:2]], dtype=np.float32)
+
+
+def goal_pixels(labels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(N, 6) labels -> (N, 2) the skill goals (on the table, at GOAL_Z) in the front image (column, row)."""
+    from vla.envs.camera import project_front
+
+    goal = np.concatenate([labels[:, 4:6], np.full((len(labels), 1), GOAL_Z, dtype=labels.dtype)], 1)
+    return project_front(goal, width, height)
 
 
 _ENVS: dict[str, object] = {}

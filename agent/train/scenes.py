@@ -28,6 +28,7 @@ SCENE_SEED = 3_000_000   # far from demo and eval seeds
 
 def _render(job: tuple) -> dict:
     """(task, split, image size, seeds, arm share) -> arrays of one worker's scenes."""
+    from vla.agent.train.labels import current_label
     from vla.envs import make_env
     from vla.envs.robot import WS_HIGH, WS_LOW, YAW_LIMIT
 
@@ -39,10 +40,9 @@ def _render(job: tuple) -> dict:
             obs, _ = env.reset(seed=int(seed))
             inner = env.unwrapped
             inner.oracle_action()
-            plan, index = inner.oracle.plan, inner.oracle.index
-            if not plan:
+            label = current_label(inner)
+            if label is None:
                 continue
-            wp, goal = plan[min(index, len(plan) - 1)], plan[-1]
             rng = np.random.default_rng(int(seed))
             if rng.random() < arm:
                 pos = rng.uniform([0.3, -0.3, 0.04], [0.7, 0.3, 0.35]).clip(WS_LOW, WS_HIGH)
@@ -50,7 +50,7 @@ def _render(job: tuple) -> dict:
                 obs = inner._obs()
             out["images"].append(obs["front"])
             out["state"].append(np.asarray(obs["state"], dtype=np.float32))
-            out["labels"].append(np.array([*wp.pos, wp.yaw, *goal.pos[:2]], dtype=np.float32))
+            out["labels"].append(label)
             out["task"].append(str(obs["instruction"]))
     finally:
         env.close()
@@ -67,7 +67,7 @@ def reset_scenes(root: str | Path, n: int, split: str, tasks: list[str], image_s
     key = {"n": n, "seed": SCENE_SEED, "split": split, "tasks": sorted(tasks), "image_size": image_size}
     if arm:
         key["arm"] = arm
-    cache = Path(root) / "meta" / (f"vla_reset_scenes_{n}.npz" if not arm else f"vla_reset_scenes_{n}_arm{arm:g}.npz")
+    cache = Path(root) / "meta" / f"vla_reset_scenes_{n}{f'_arm{arm:g}' if arm else ''}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
             if json.loads(str(z["key"])) == key:
@@ -80,11 +80,11 @@ def reset_scenes(root: str | Path, n: int, split: str, tasks: list[str], image_s
 
     parts = []
     with progress_bar(progress) as bar:
-        job_bar = bar.add_task("rendering start-of-episode scenes", total=len(jobs) * 100)
+        job_bar = bar.add_task("rendering start-of-episode scenes", total=sum(len(job[3]) for job in jobs))
         pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
-        for part in (pool.map(_render, jobs) if pool else map(_render, jobs)):
+        for job, part in zip(jobs, pool.map(_render, jobs) if pool else map(_render, jobs)):
             parts.append(part)
-            bar.advance(job_bar, 100)
+            bar.advance(job_bar, len(job[3]))
         if pool:
             pool.shutdown()
     out = {k: np.stack([x for p in parts for x in p[k]])[:n] for k in ("images", "state", "labels")}
