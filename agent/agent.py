@@ -91,13 +91,16 @@ class Executor:
     """Runs steps on one env with one actor and the perception tools; `on_frame(obs, label)` sees every frame."""
 
     def __init__(self, env, actor: Actor, tools: Tools, *, retries: int = 1, step_budget: int | None = None,
-                 verify: str = "env", on_frame: Callable[[np.ndarray, str], None] | None = None):
+                 verify: str = "env", on_frame: Callable[[np.ndarray, str], None] | None = None,
+                 home: bool = True):
         if verify not in VERIFY_MODES:
             raise VLAError(f"unknown verification {verify!r}; allowed: {', '.join(VERIFY_MODES)}.")
         if retries < 0 or (step_budget is not None and step_budget < 1):
             raise VLAError("retries must be >= 0 and the step budget >= 1.")
         self.env, self.actor, self.tools = env, actor, tools
         self.retries, self.step_budget, self.verify = retries, step_budget, verify
+        #: before each attempt the arm returns to its start pose (scripted), where every training demo began
+        self.home = home
         self.on_frame = on_frame or (lambda frame, label: None)
         self.obs: dict | None = None
 
@@ -110,11 +113,17 @@ class Executor:
         if not hasattr(self.env.unwrapped, "set_instruction"):
             raise VLAError("this env cannot take a new goal on its current scene (it lacks set_instruction); "
                            "update vla.envs.")
-        env_steps, attempts, success, check = 0, 0, False, {}
+        env_steps, home_steps, attempts, success, check = 0, 0, 0, False, {}
         for attempts in range(1, self.retries + 2):
             try:
                 step.instruction = self._current_words(step)
                 obs, info = self.env.unwrapped.set_instruction(step.instruction)
+                done = bool(info["is_success"])
+                if not done and self.home and (moved := self._go_home(step.instruction)):
+                    home_steps += moved        # the goal again: restarts the env's step counter after the move
+                    step.instruction = self._current_words(step)
+                    obs, info = self.env.unwrapped.set_instruction(step.instruction)
+                    done = bool(info["is_success"])
             except VLAError as exc:  # the scene no longer fits the step: report it, never crash the session
                 return StepRecord("manipulate", f"policy:{self.actor.name}", {"instruction": step.instruction},
                                   {"error": str(exc)}, False, _ms(start),
@@ -122,7 +131,6 @@ class Executor:
             self.obs = obs
             self.actor.reset()
             budget = self.step_budget or self.env.unwrapped.max_steps
-            done = bool(info["is_success"])
             for _ in range(budget if not done else 0):
                 obs, _, terminated, truncated, info = self.env.step(self.actor.act(obs))
                 self.obs, env_steps = obs, env_steps + 1
@@ -132,8 +140,8 @@ class Executor:
             success, check = self._verify(step, bool(info["is_success"]))
             if success or "vqa_error" in check:
                 break
-        output = {"success": success, "attempts": attempts, "env_steps": env_steps, "verified_by": self.verify,
-                  **check}
+        output = {"success": success, "attempts": attempts, "env_steps": env_steps, "home_steps": home_steps,
+                  "verified_by": self.verify, **check}
         said = (f"I tried to {step.instruction} but could not check the result: {check['vqa_error']}"
                 if "vqa_error" in check else
                 f"Nothing to do for '{step.instruction}': it already holds." if success and env_steps == 0 else
@@ -143,6 +151,15 @@ class Executor:
         return StepRecord("manipulate", f"policy:{self.actor.name}",
                           {"instruction": step.instruction, "objects": dict(step.objects)}, output, success,
                           _ms(start), said)
+
+    def _go_home(self, label: str, max_steps: int = 60) -> int:
+        """Drive the arm back to its start pose with the env's scripted motion; returns the control steps taken."""
+        taken = 0
+        while taken < max_steps and (action := self.env.unwrapped.home_action()) is not None:
+            self.obs = self.env.step(action)[0]
+            taken += 1
+            self.on_frame(self.obs["front"], f"{label} (returning to the start pose)")
+        return taken
 
     def _current_words(self, step: Step) -> str:
         """The step's canonical instruction for the scene as it is now: objects move between steps and attempts,

@@ -195,6 +195,28 @@ class VLAEnv(gym.Env):
                          pos, yaw)
         return joint_action
 
+    def home_action(self, tolerance: float = 0.01) -> np.ndarray | None:
+        """A step of the arm's way back to its start pose, gripper kept as it is (what it holds stays held): up
+        to the start height first, then across, so it does not sweep the table. None once within `tolerance`
+        metres (and 0.05 rad) of that pose. A scripted motion, like a real arm's move to a named pose."""
+        robot = self.world.robot
+        if robot.home is None:
+            raise VLAError("the env must be reset before the arm can go home.")
+        (home, home_yaw), (pos, yaw) = robot.home, robot.ee_pose()
+        delta, dyaw = home - pos, home_yaw - yaw
+        if np.linalg.norm(delta) <= tolerance and abs(dyaw) <= 0.05:
+            return None
+        if delta[2] > 0.03:                       # still low: rise before moving across
+            delta[:2] = 0.0
+        grip = 1.0 if robot.closed else 0.0
+        if self.control == "ee":
+            return np.r_[np.clip(delta, ACTION_LOW[:3], ACTION_HIGH[:3]),
+                         np.clip(dyaw, ACTION_LOW[3], ACTION_HIGH[3]), grip].astype(np.float32)
+        step = np.clip(delta, ACTION_LOW[:3], ACTION_HIGH[:3])
+        target = np.clip(pos + step, rb.WS_LOW, rb.WS_HIGH)
+        turn = float(np.clip(yaw + np.clip(dyaw, ACTION_LOW[3], ACTION_HIGH[3]), -rb.YAW_LIMIT, rb.YAW_LIMIT))
+        return np.r_[robot.solve_ik(target, turn), grip].astype(np.float32)
+
     def _obs(self) -> dict:
         obs = {"state": self.world.robot.state(), "instruction": self.instruction}
         if self.size:

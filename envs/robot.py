@@ -42,6 +42,7 @@ class Panda:
         bullet.changeConstraint(c, gearRatio=-1, erp=0.1, maxForce=50)
         self.target_pos = np.zeros(3)
         self.target_yaw = 0.0
+        self.home: tuple[np.ndarray, float] | None = None
         self.closed = False
 
     def reset(self) -> None:
@@ -51,6 +52,7 @@ class Panda:
             self.p.resetJointState(self.uid, j, FINGER_OPEN)
         pos, yaw = self.ee_pose()
         self.target_pos, self.target_yaw = pos.copy(), yaw
+        self.home = (pos.copy(), yaw)           # the grasp point's pose at HOME_Q, where every episode starts
         self.closed = False
         self._drive(HOME_Q)
 

@@ -48,6 +48,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-questions", action="store_true", help="skip the mid-session questions")
     parser.add_argument("--retries", type=int, default=1, help="extra attempts per failed manipulation step")
     parser.add_argument("--step-budget", type=int, default=None, help="control steps per attempt")
+    parser.add_argument("--no-home", action="store_true",
+                        help="start each manipulation attempt where the last one ended, not from the start pose")
     parser.add_argument("--image-size", type=int, default=128, help="camera image size in pixels")
     parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
@@ -112,7 +114,8 @@ class _Runner:
         if self.actor is None:
             self.actor = Actor(self.args.policy, env, device=self.args.device)
         self.actor.env = env
-        executor = Executor(env, self.actor, self.tools, retries=self.args.retries, step_budget=self.args.step_budget)
+        executor = Executor(env, self.actor, self.tools, retries=self.args.retries, step_budget=self.args.step_budget,
+                            home=not self.args.no_home)
         session = Session(env, executor, self.planner)
         session.start(obs)
         return session

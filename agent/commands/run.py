@@ -36,6 +36,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--verify", default="env", help="'env' (simulator success) or 'vqa' (ask the VQA tool)")
     parser.add_argument("--retries", type=int, default=1, help="extra attempts per failed manipulation step")
     parser.add_argument("--step-budget", type=int, default=None, help="control steps per attempt (default: the task's)")
+    parser.add_argument("--no-home", action="store_true",
+                        help="start each manipulation attempt where the last one ended, not from the start pose")
     parser.add_argument("--image-size", type=int, default=128, help="camera image size in pixels")
     parser.add_argument("--device", default="cpu", help="torch device for the policy and the tools")
     parser.add_argument("--tool-weights", action="append", default=[], metavar="TOOL=PATH",
@@ -96,7 +98,7 @@ def build_session(args, first_command: str | None):
 
     executor = Executor(env, actor, Tools(device=args.device, weights=weights),
                         retries=args.retries, step_budget=args.step_budget,
-                        verify=args.verify, on_frame=on_frame)
+                        verify=args.verify, on_frame=on_frame, home=not args.no_home)
     session = Session(env, executor, planner, recorder=recorder, logger=logger)
     session.start(obs)
     session.scene = scene

@@ -152,3 +152,56 @@ def test_vqa_check_questions_read_the_canonical_instruction():
     assert question("push", "push the red block next to the blue bowl") == "is the red block next to the blue bowl?"
     assert question("put_all", "put all the red blocks in the green bowl") == \
         "are all the red blocks in the green bowl?"
+
+
+def test_each_step_starts_from_the_start_pose_unless_told_otherwise():
+    command = "put the red block in the green bowl, then stack the blue block on the yellow block"
+    for home in (True, False):
+        session = make_session(command, home=home)
+        home_pose = session.env.unwrapped.world.robot.home[0].copy()
+        actor, starts = session.executor.actor, []
+        reset, act = actor.reset, actor.act
+
+        def first_act(obs, act=act, starts=starts):
+            if actor.fresh:                                  # the first action of an attempt
+                starts.append(obs["state"][:3].copy())
+                actor.fresh = False
+            return act(obs)
+
+        def mark(reset=reset):
+            actor.fresh = True
+            reset()
+
+        actor.act, actor.reset = first_act, mark
+        turn = session.ask(command)
+        assert turn.success, turn.answer
+        first, second = turn.records[1], turn.records[2]
+        assert first.output["home_steps"] == 0               # the arm starts at home: nothing to do
+        distance = np.linalg.norm(starts[1] - home_pose)
+        if home:                                             # the second step began at the start pose
+            assert second.output["home_steps"] > 0 and distance <= 0.011
+        else:                                                # where the first one left the arm
+            assert second.output["home_steps"] == 0 and distance > 0.05
+
+
+def test_home_action_keeps_the_grip_and_rises_before_moving_across():
+    env = make_env("pick", image_size=32)
+    env.reset(seed=0)
+    u = env.unwrapped
+    assert u.home_action() is None                          # already at the start pose
+    for _ in range(60):                                     # the oracle picks the object up
+        env.step(u.oracle_action())
+    lifted = u.world.robot.closed
+    pos = u.world.robot.ee_pose()[0]
+    action = u.home_action()
+    assert action[4] == (1.0 if lifted else 0.0)
+    if u.world.robot.home[0][2] - pos[2] > 0.03:
+        assert action[0] == 0.0 and action[1] == 0.0 and action[2] > 0
+    for _ in range(80):
+        if (action := u.home_action()) is None:
+            break
+        env.step(action)
+    assert u.home_action() is None
+    assert np.linalg.norm(u.world.robot.ee_pose()[0] - u.world.robot.home[0]) <= 0.01
+    assert u.world.robot.closed == lifted
+    env.close()
