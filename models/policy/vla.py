@@ -278,10 +278,12 @@ class VLANet(nn.Module):
             err = (xy - labels[ok][:, 4:6]).norm(dim=-1).mean() * 100
         return loss, err
 
-    def _slots_hidden(self, embeds, mask, targets) -> torch.Tensor:
+    def _slots_hidden(self, embeds, mask, targets, decoding: str | None = None) -> torch.Tensor:
+        """Hidden states that predict the K*D action tokens: from the slot queries (parallel) or from the
+        teacher-forced previous tokens (autoregressive training); `decoding` defaults to the config's."""
         B, P = mask.shape
         ones = torch.ones(B, self.n_act, dtype=mask.dtype, device=mask.device)
-        if self.cfg.action.decoding == "parallel":
+        if (decoding or self.cfg.action.decoding) == "parallel":
             slots = self.action_queries.to(embeds.dtype).expand(B, -1, -1)                # (B, K*D, H)
             out = self._body(torch.cat([embeds, slots], 1), torch.cat([mask, ones], 1))
             return out.last_hidden_state[:, P:]
@@ -302,7 +304,7 @@ class VLANet(nn.Module):
         return self.actions.decode_local(local.view(-1, K, D))
 
     def _decode_parallel(self, embeds, mask) -> torch.Tensor:
-        hidden = self._slots_hidden(embeds, mask, None)
+        hidden = self._slots_hidden(embeds, mask, None, "parallel")
         return self.action_logits(hidden).argmax(-1)                                     # (B, K*D)
 
     def _decode_ar(self, embeds, mask) -> torch.Tensor:

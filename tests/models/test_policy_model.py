@@ -111,6 +111,17 @@ def test_decoding_emits_only_allowed_action_tokens(decoding):
         assert np.isin(chunk[:, d], centres[:, d]).all()
 
 
+@pytest.mark.parametrize("trained", ["parallel", "autoregressive"])
+def test_either_decoding_runs_on_a_checkpoint_of_the_other(trained):
+    """`vla bench policy` times both decodings on any checkpoint; the config's own mode stays as it was."""
+    policy = tiny_policy(extra=(f"model.action.decoding={trained}", "model.action.n_bins=8"))
+    with torch.no_grad():
+        for decoding in ("parallel", "autoregressive"):
+            chunk = policy.predict_chunk(obs(), decoding)
+            assert chunk.shape == (policy.cfg.model.action.horizon, 5) and np.isfinite(chunk).all()
+    assert policy.cfg.model.action.decoding == trained
+
+
 def test_kv_cache_decoding_matches_teacher_forced_path():
     policy = tiny_policy(extra=("model.action.decoding=autoregressive",))
     net = policy.net.eval()
