@@ -89,6 +89,28 @@ def test_conv_stem_starts_at_zero_trains_beside_a_frozen_tower_and_matches_its_c
         assert torch.allclose(vlm.net(images, prompts, answers, cached)[0], vlm.net(images, prompts, answers)[0])
 
 
+def test_deeper_conv_stem_sees_shapes_and_one_layer_keeps_the_shipped_layout():
+    """`vision.conv_stem_depth`: depth 1 is the layout shipped checkpoints hold; depth 3 sees a 7-pixel window (a
+    pixel's feature changes when a pixel 3 away changes, which depth 1 cannot see); 0 is a config error."""
+    from vla.models.vision import ConvStem
+
+    assert [k for k in ConvStem(4, 12, 16).state_dict()] == [
+        "convs.0.weight", "convs.0.bias", "convs.2.weight", "convs.2.bias", "proj.weight", "proj.bias"]
+    x = torch.zeros(1, 3, 24, 24)
+    poked = x.clone()
+    poked[0, :, 12, 15] = 1.0                                   # 3 pixels right of pixel (12, 12)
+    for depth, sees in ((1, False), (3, True)):
+        torch.manual_seed(0)
+        stem = ConvStem(4, 12, 16, depth)
+        with torch.no_grad():
+            changed = (stem.convs(poked) - stem.convs(x))[0, :, 12, 12].abs().max() > 0
+        assert bool(changed) == sees
+    run = load_run("vlm", "debug")
+    run.model.vision.conv_stem, run.model.vision.conv_stem_depth = 8, 0
+    with pytest.raises(VLAError, match="conv_stem_depth"):
+        new_vlm(run.model, SENTENCES)
+
+
 def test_generation_learns_a_fixed_answer():
     run = load_run("vlm", "debug")
     vlm = new_vlm(run.model, SENTENCES)
