@@ -41,7 +41,8 @@ class VisionConfig:
     # positions read its colour far better (a linear probe on held-out scenes: 72 % -> 84 %). Trains even when
     # the tower is frozen.
     conv_stem: int = 0
-    # 3x3 convolutions in that branch (before its 1x1): 1 sees a 3-pixel window (colour); more see shapes
+    # 3x3 convolutions in that branch (before its 1x1): 1 sees a 3-pixel window (colour), more see shapes. Depth 3
+    # on the VLM (25 min from scratch, 4300 steps): held-out VQA 68.1 % against 69.6 % for depth 1 in 6000 steps
     conv_stem_depth: int = 1
 
 
