@@ -95,7 +95,8 @@ class MetricLog:
 TRAINING_ONLY_MODEL_KEYS = ("word_dropout", "ground_teacher", "ground_peak")
 #: architecture additions a fine-tuning run (train.init) may switch on (key -> names of the modules it adds):
 #: the new modules start at zero, so the grown network computes what the checkpoint did until training moves them
-GROWABLE_MODEL_KEYS = {"ground_color_maps": ("color_patch", "c1_color"), "ground_relations": ("relate",)}
+GROWABLE_MODEL_KEYS = {"ground_color_maps": ("color_patch", "c1_color"), "ground_relations": ("relate",),
+                       "ground_pixel_depth": ("fine.unet.",)}
 
 
 def _start(cfg: PolicyConfig, data: TrainingData, run_dir: Path, resume: bool, device: torch.device):

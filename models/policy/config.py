@@ -81,6 +81,11 @@ class ModelConfig:
     # the best-scoring cell instead of over the whole image, so that a head torn between two look-alikes commits
     # to one of them rather than to the table between them. 0 = the whole image (as in training). No weights.
     ground_peak: int = 0
+    # "pixel" only: a small U-Net of this many stride-2 levels over the pixel branch's features, FiLM-conditioned
+    # on the instruction and state at every level, whose scores are added to the pixel scores. The shipped branch
+    # sees 7 pixels around each one: enough for a colour, not for a block beside a bowl. Its output layer starts
+    # at zero, so `train.init` can add it to a trained checkpoint. 0 = none.
+    ground_pixel_depth: int = 0
 
 
 @dataclass
@@ -151,6 +156,9 @@ class PolicyConfig:
             raise VLAError(f"model.ground_color_maps must be >= 0 (got {self.model.ground_color_maps}).")
         if self.model.ground_color_maps and not (self.model.grounding and self.model.ground_colors):
             raise VLAError("model.ground_color_maps needs model.grounding=true and model.ground_colors=true.")
+        if self.model.ground_pixel_depth < 0 or (self.model.ground_pixel_depth and self.model.ground_goal != "pixel"):
+            raise VLAError(f"model.ground_pixel_depth must be >= 0 and needs model.ground_goal=pixel "
+                           f"(got {self.model.ground_pixel_depth}, ground_goal={self.model.ground_goal!r}).")
         if self.model.ground_peak < 0:
             raise VLAError(f"model.ground_peak must be >= 0 (got {self.model.ground_peak}).")
         if self.model.ground_relations and not self.model.ground_color_maps:

@@ -66,7 +66,8 @@ class VLANet(nn.Module):
             self.aux_head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 256), nn.GELU(), nn.Linear(256, 6))
         self.ground = GroundingHead(self.vision.width, hidden, self.vision.grid, goal=cfg.ground_goal,
                                     color_maps=cfg.ground_color_maps,
-                                    relations=cfg.ground_relations, peak=cfg.ground_peak) if cfg.grounding else None
+                                    relations=cfg.ground_relations, peak=cfg.ground_peak,
+                                    pixel_depth=cfg.ground_pixel_depth) if cfg.grounding else None
         self.color_mlp = None
         if cfg.word_rgb:
             self._ground_words(cfg.word_rgb, hidden)
@@ -377,7 +378,7 @@ class GroundingHead(nn.Module):
     """
 
     def __init__(self, vision_width: int, hidden: int, grid: int, width: int = 128, goal: str = "",
-                 color_maps: int = 0, relations: bool = False, peak: int = 0):
+                 color_maps: int = 0, relations: bool = False, peak: int = 0, pixel_depth: int = 0):
         super().__init__()
         self.grid, self.goal, self.color_maps = grid, goal, color_maps
         self.patch = nn.Sequential(nn.LayerNorm(vision_width), nn.Linear(vision_width, width))
@@ -395,7 +396,8 @@ class GroundingHead(nn.Module):
         # "patch": every patch near the goal says where the goal is on the table (normalised x, y)
         self.regress = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, 2)) \
             if goal == "patch" else None
-        self.fine = PixelGrounding(hidden, color_maps=color_maps, peak=peak) if goal == "pixel" else None
+        self.fine = PixelGrounding(hidden, color_maps=color_maps, peak=peak, depth=pixel_depth) \
+            if goal == "pixel" else None
         self.geometry = nn.Sequential(nn.Linear(4, hidden), nn.GELU(), nn.Linear(hidden, hidden)) if goal else None
         ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
         centres = torch.stack([xs, ys], -1).reshape(-1, 2).float()
@@ -500,7 +502,7 @@ class PixelGrounding(nn.Module):
     fitted on the oracle labels' (goal pixel, goal) pairs: for a fixed camera a smooth map, learnt exactly.
     """
 
-    def __init__(self, hidden: int, channels: int = 32, color_maps: int = 0, peak: int = 0):
+    def __init__(self, hidden: int, channels: int = 32, color_maps: int = 0, peak: int = 0, depth: int = 0):
         super().__init__()
         self.peak = peak        # at inference: soft-argmax only within this many cells of the best cell (0: all)
         self.c1 = nn.Conv2d(3, 24, 3, padding=1)
@@ -510,6 +512,7 @@ class PixelGrounding(nn.Module):
         self.c3 = nn.Conv2d(channels, channels, 3, padding=1)
         self.out = nn.Conv2d(channels, 1, 1)
         self.camera = nn.Sequential(nn.Linear(2, 64), nn.GELU(), nn.Linear(64, 64), nn.GELU(), nn.Linear(64, 2))
+        self.unet = PixelUNet(hidden, channels, depth) if depth else None
 
     @staticmethod
     def cell_centres(hw, device) -> torch.Tensor:
@@ -529,6 +532,8 @@ class PixelGrounding(nn.Module):
         scale, shift = self.film(condition.to(x.dtype)).chunk(2, -1)
         x = x * (1 + scale[..., None, None]) + shift[..., None, None]
         logits = self.out(F.gelu(self.c3(x))).squeeze(1).float()                           # (B, h, w)
+        if self.unet is not None:
+            logits = logits + self.unet(x, condition).float()
         B, h, w = logits.shape
         up = coarse.view(B, grid, grid)
         up = up.repeat_interleave(-(-h // grid), 1).repeat_interleave(-(-w // grid), 2)[:, :h, :w]
@@ -544,6 +549,34 @@ class PixelGrounding(nn.Module):
             prob = prob / prob.sum(-1, keepdim=True)
         uv = prob @ self.cell_centres((h, w), logits.device)                               # (B, 2)
         return {"fine_logits": logits, "uv": uv, "goal": self.camera(uv)}
+
+
+class PixelUNet(nn.Module):
+    """Context for the pixel scores: `depth` stride-2 levels down from the pixel branch's (B, C, h, w) features and
+    back up to h/2 with skip connections, FiLM-conditioned on the instruction and state at every level, so a
+    pixel's score can depend on what lies up to 2^(depth+2) pixels around it (its object's shape and size, a bowl
+    beside it); the shallow branch keeps placing the goal to the pixel. -> scores (B, h, w), zero until trained
+    (the output layer starts at zero)."""
+
+    def __init__(self, hidden: int, channels: int, depth: int):
+        super().__init__()
+        widths = [channels] + [min(channels + 16 * (i + 1), 64) for i in range(depth)]
+        self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths, widths[1:]))
+        self.mix = nn.ModuleList(nn.Conv2d(b, b, 3, padding=1) for b in widths[1:])
+        self.film = nn.ModuleList(nn.Linear(hidden, 2 * b) for b in widths[1:])
+        self.up = nn.ModuleList(nn.Conv2d(b, a, 1) for a, b in zip(widths[1:], widths[2:]))
+        self.out = _zeros(nn.Conv2d(widths[1], 1, 1))
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        hw, skips = x.shape[-2:], []
+        for down, mix, film in zip(self.down, self.mix, self.film):
+            x = F.gelu(down(x))
+            scale, shift = film(condition.to(x.dtype)).chunk(2, -1)
+            x = F.gelu(mix(x * (1 + scale[..., None, None]) + shift[..., None, None]))
+            skips.append(x)
+        for up, skip in zip(reversed(self.up), reversed(skips[:-1])):
+            x = F.gelu(up(F.interpolate(x, size=skip.shape[-2:], mode="nearest")) + skip)
+        return F.interpolate(self.out(x), size=hw, mode="nearest").squeeze(1)
 
 
 def _zeros(layer: nn.Module) -> nn.Module:

@@ -2,6 +2,7 @@
 action tokens; the KV-cache decoder agrees with the teacher-forced training path; bad inputs are clear errors."""
 from __future__ import annotations
 
+import copy
 import numpy as np
 import pytest
 import torch
@@ -368,6 +369,50 @@ def test_pixel_grounding_peak_commits_to_one_of_two_look_alikes_at_inference_onl
     assert torch.allclose(run(3, True), run(0, True))                  # training keeps the whole-image estimate
     with pytest.raises(VLAError, match="ground_peak must be >= 0"):
         tiny_policy(extra=("model.ground_peak=-1",))
+
+
+def test_pixel_unet_starts_at_zero_and_learns_what_a_pixel_sees_only_in_context():
+    """Two identical red squares; the goal is the one with a blue square beside it. The shallow pixel branch sees
+    9 x 9 pixels around each pixel and cannot tell them apart; its U-Net (trained alone, from zero) can."""
+    from vla.models.policy.vla import PixelGrounding
+
+    def layouts(n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        pixels, target = torch.zeros(n, 3, 64, 64), torch.zeros(n, 2)
+        for i in range(n):
+            while True:
+                (r1, c1), (r2, c2) = torch.randint(4, 52, (2, 2), generator=g).tolist()
+                if abs(r1 - r2) > 14 or abs(c1 - c2) > 28:
+                    break
+            pixels[i, 0, r1:r1 + 6, c1:c1 + 6] = pixels[i, 0, r2:r2 + 6, c2:c2 + 6] = 1.0
+            side = 14 if c1 < 40 else -14                        # the blue square 8 pixels beside the first
+            pixels[i, 2, r1:r1 + 6, c1 + side:c1 + side + 6] = 1.0
+            target[i] = torch.tensor([c1 + 3, r1 + 3]) / 64
+        return pixels, target
+
+    torch.manual_seed(0)
+    fine = PixelGrounding(hidden=8, channels=8, depth=3)
+    assert fine.unet is not None and PixelGrounding(hidden=8).unet is None
+    pixels, target = layouts(128, 0)
+    cond, coarse = torch.zeros(128, 8), torch.zeros(128, 1)
+    shallow = copy.deepcopy(fine)
+    shallow.unet = None
+    with torch.no_grad():                                                           # zero until trained
+        assert torch.equal(fine(pixels, cond, coarse, 1)["fine_logits"], shallow(pixels, cond, coarse, 1)["fine_logits"])
+    opt = torch.optim.Adam(fine.unet.parameters(), lr=3e-3)
+    cells = fine.cell_centres((32, 32), "cpu")
+    for _ in range(100):
+        logits = fine(pixels, cond, coarse, 1)["fine_logits"].flatten(1)
+        d2 = ((cells[None] - target[:, None]) ** 2).sum(-1) * 32 ** 2
+        loss = -((-0.5 * d2).softmax(-1) * logits.log_softmax(-1)).sum(-1).mean()
+        opt.zero_grad(), loss.backward(), opt.step()
+    test, where = layouts(32, 1)
+    with torch.no_grad():
+        best = cells[fine(test, torch.zeros(32, 8), torch.zeros(32, 1), 1)["fine_logits"].flatten(1).argmax(-1)]
+    # on the right square in new layouts (the shallow branch, all of it trained the same way: 28 %)
+    assert ((best - where).norm(dim=-1) < 5 / 64).float().mean() >= 0.7
+    with pytest.raises(VLAError, match="ground_pixel_depth must be >= 0 and needs model.ground_goal=pixel"):
+        tiny_policy(extra=("model.ground_pixel_depth=2",))
 
 
 class _FixedLogits(torch.nn.Module):
