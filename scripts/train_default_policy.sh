@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped VLA policy (models/weights/policy) from nothing: collect the demos, train the `cpu`
-# preset, then fine-tune it on more scenes, and export fp16. About 5 h 10 min on two CPU cores; every stage
+# preset, then fine-tune it on more scenes, and export fp16. About 5 h 45 min on two CPU cores; every stage
 # resumes if killed (run the script again). Batches are a function of the step, so the weights come out the same.
 #   stage 1  data/seen128 (1600 episodes), 5000 steps, ground_teacher 0.5
 #   stage 2  the same data, resumed to the preset's 9000 steps at ground_teacher 0.9, exported fp16 (v7)
@@ -13,6 +13,9 @@
 #   stage 6  relation features of the colour maps for twins picked out by size or side
 #            (model.ground_relations=true, new layers at zero): 2000 steps at lr 2e-4 from the v9 export (v10);
 #            the export reads the goal pixel near the best cell only (model.ground_peak=3, inference only)
+#   stage 7  a U-Net over the pixel grounding branch (model.ground_pixel_depth=3, output layer at zero) and
+#            14,000 start-of-episode scenes (data.reset_scenes, half with the arm at a random pose) in a third
+#            of every batch: 2000 steps at lr 2e-4 from the v10 export, exported fp16 (v11, shipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
@@ -32,4 +35,8 @@ $vla train policy --config cpu --out "$run-maps" train.init="$run-v8" $maps trai
 $vla train policy --config cpu --out "$run-recolor" train.init="$run-maps/checkpoints/step_0002500" $maps \
     data.color_aug=0.5 train.steps=4000 --export "$run-v9"
 $vla train policy --config cpu --out "$run-relations" train.init="$run-v9" $maps data.color_aug=0.5 \
-    model.ground_relations=true model.ground_peak=3 train.steps=2000 --export models/weights/policy
+    model.ground_relations=true model.ground_peak=3 train.steps=2000 --export "$run-v10"
+unet="$maps data.color_aug=0.5 model.ground_relations=true model.ground_peak=3 model.ground_pixel_depth=3 \
+    data.reset_scenes=14000 data.reset_arm=0.5 data.reset_share=0.33"
+$vla train policy --config cpu --out "$run-unet" train.init="$run-v10" $unet train.steps=2000 \
+    --export models/weights/policy

@@ -401,16 +401,17 @@ def test_pixel_unet_starts_at_zero_and_learns_what_a_pixel_sees_only_in_context(
         assert torch.equal(fine(pixels, cond, coarse, 1)["fine_logits"], shallow(pixels, cond, coarse, 1)["fine_logits"])
     opt = torch.optim.Adam(fine.unet.parameters(), lr=3e-3)
     cells = fine.cell_centres((32, 32), "cpu")
-    for _ in range(100):
-        logits = fine(pixels, cond, coarse, 1)["fine_logits"].flatten(1)
-        d2 = ((cells[None] - target[:, None]) ** 2).sum(-1) * 32 ** 2
+    for step in range(160):
+        part = torch.arange(32) + 32 * (step % 4)                                    # minibatches of 32
+        logits = fine(pixels[part], cond[part], coarse[part], 1)["fine_logits"].flatten(1)
+        d2 = ((cells[None] - target[part][:, None]) ** 2).sum(-1) * 32 ** 2
         loss = -((-0.5 * d2).softmax(-1) * logits.log_softmax(-1)).sum(-1).mean()
         opt.zero_grad(), loss.backward(), opt.step()
     test, where = layouts(32, 1)
     with torch.no_grad():
         best = cells[fine(test, torch.zeros(32, 8), torch.zeros(32, 1), 1)["fine_logits"].flatten(1).argmax(-1)]
-    # on the right square in new layouts (the shallow branch, all of it trained the same way: 28 %)
-    assert ((best - where).norm(dim=-1) < 5 / 64).float().mean() >= 0.7
+    # on the right square in new layouts: 94 % (the shallow branch, all of it trained the same way: 59 %)
+    assert ((best - where).norm(dim=-1) < 5 / 64).float().mean() >= 0.85
     with pytest.raises(VLAError, match="ground_pixel_depth must be >= 0 and needs model.ground_goal=pixel"):
         tiny_policy(extra=("model.ground_pixel_depth=2",))
 
