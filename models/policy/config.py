@@ -82,9 +82,9 @@ class ModelConfig:
     # to one of them rather than to the table between them. 0 = the whole image (as in training). No weights.
     ground_peak: int = 0
     # "pixel" only: a small U-Net of this many stride-2 levels over the pixel branch's features, FiLM-conditioned
-    # on the instruction and state at every level, whose scores are added to the pixel scores. The shipped branch
-    # sees 7 pixels around each one: enough for a colour, not for a block beside a bowl. Its output layer starts
-    # at zero, so `train.init` can add it to a trained checkpoint. 0 = none.
+    # on the instruction and state at every level, whose scores are added to the pixel scores. Without it the
+    # branch sees 9x9 pixels around each one: enough for a colour, not for a block's size or a bowl beside it.
+    # Its output layer starts at zero, so `train.init` can add it to a trained checkpoint. 0 = none.
     ground_pixel_depth: int = 0
 
 

@@ -398,7 +398,8 @@ def test_pixel_unet_starts_at_zero_and_learns_what_a_pixel_sees_only_in_context(
     shallow = copy.deepcopy(fine)
     shallow.unet = None
     with torch.no_grad():                                                           # zero until trained
-        assert torch.equal(fine(pixels, cond, coarse, 1)["fine_logits"], shallow(pixels, cond, coarse, 1)["fine_logits"])
+        before = shallow(pixels, cond, coarse, 1)["fine_logits"]
+        assert torch.equal(fine(pixels, cond, coarse, 1)["fine_logits"], before)
     opt = torch.optim.Adam(fine.unet.parameters(), lr=3e-3)
     cells = fine.cell_centres((32, 32), "cpu")
     for step in range(160):
