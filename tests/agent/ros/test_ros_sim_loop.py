@@ -150,6 +150,8 @@ def test_timer_mode_steps_at_the_control_rate_holding_still_without_commands(rcl
     start = sim.status()["step"]
     assert wait_for(lambda: sim.status()["step"] >= start + 5, 10)  # time passes for a robot
     x0 = float(sim.obs["state"][0])
+    # one command, published once: only after discovery has matched it to the sim's subscription (else it is lost)
+    assert wait_for(lambda: watch.action_pub.get_subscription_count() > 0, 10)
     watch.action_pub.publish(Float64MultiArray(data=[0.03, 0.0, 0.0, 0.0, 0.0]))
     assert wait_for(lambda: float(sim.obs["state"][0]) > x0 + 0.005, 5)  # the command moved the arm once ...
     time.sleep(0.5)
