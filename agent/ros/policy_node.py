@@ -37,9 +37,8 @@ from vla.agent.ros.rosutil import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare
 from vla.agent.ros.safety import ACT, HALT, SafetyConfig, SafetyGate, Verdict
 from vla.agent.ros.status import RunStats, diagnostics, status_json
 
-#: how long a camera frame may wait for joint_states at least as new as itself before it is used anyway (on a
-#: loaded two-core machine the matching joint_states came up to 0.4 s after its frame)
-JOINT_SYNC_WAIT_SEC = 1.0
+#: how long a camera frame may wait for joint_states at least as new as itself before it is used anyway
+JOINT_SYNC_WAIT_SEC = 0.2
 
 
 @dataclass
