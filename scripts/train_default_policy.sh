@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped VLA policy (models/weights/policy) from nothing: collect the demos, train the `cpu`
-# preset, then fine-tune it on more scenes, and export fp16. About 5 h 45 min on two CPU cores; every stage
+# preset, then fine-tune it on more scenes, and export fp16. About 6 h 15 min on two CPU cores; every stage
 # resumes if killed (run the script again). Batches are a function of the step, so the weights come out the same.
 #   stage 1  data/seen128 (1600 episodes), 5000 steps, ground_teacher 0.5
 #   stage 2  the same data, resumed to the preset's 9000 steps at ground_teacher 0.9, exported fp16 (v7)
@@ -15,7 +15,11 @@
 #            the export reads the goal pixel near the best cell only (model.ground_peak=3, inference only)
 #   stage 7  a U-Net over the pixel grounding branch (model.ground_pixel_depth=3, output layer at zero) and
 #            14,000 start-of-episode scenes (data.reset_scenes, half with the arm at a random pose) in a third
-#            of every batch: 2000 steps at lr 2e-4 from the v10 export, exported fp16 (v11, shipped)
+#            of every batch: 2000 steps at lr 2e-4 from the v10 export (v11)
+#   stage 8  the same settings for 2000 steps more from the v11 export, on the oracle labels whose goal moves
+#            to the destination at the grasp (label version 2, docs/POLICY.md item 14), exported fp16
+#            (v12, shipped). The shipped stages 1-7 were trained on version-1 labels; rerunning this script
+#            trains every stage on version 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
@@ -38,5 +42,6 @@ $vla train policy --config cpu --out "$run-relations" train.init="$run-v9" $maps
     model.ground_relations=true model.ground_peak=3 train.steps=2000 --export "$run-v10"
 unet="$maps data.color_aug=0.5 model.ground_relations=true model.ground_peak=3 model.ground_pixel_depth=3 \
     data.reset_scenes=14000 data.reset_arm=0.5 data.reset_share=0.33"
-$vla train policy --config cpu --out "$run-unet" train.init="$run-v10" $unet train.steps=2000 \
+$vla train policy --config cpu --out "$run-unet" train.init="$run-v10" $unet train.steps=2000 --export "$run-v11"
+$vla train policy --config cpu --out "$run-grasp" train.init="$run-v11" $unet train.steps=2000 \
     --export models/weights/policy

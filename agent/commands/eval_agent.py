@@ -46,7 +46,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--splits", default="seen,unseen_colors", help="comma-separated splits")
     parser.add_argument("--seeds", type=int, default=3, help="scenes per task and split")
     parser.add_argument("--no-questions", action="store_true", help="skip the mid-session questions")
-    parser.add_argument("--retries", type=int, default=1, help="extra attempts per failed manipulation step")
+    parser.add_argument("--retries", type=int, default=3, help="extra attempts per failed manipulation step")
     parser.add_argument("--step-budget", type=int, default=None, help="control steps per attempt")
     parser.add_argument("--no-home", action="store_true",
                         help="start each manipulation attempt where the last one ended, not from the start pose")

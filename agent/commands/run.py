@@ -34,7 +34,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--planner", default="grammar", help="'grammar' (no model) or 'llm'")
     parser.add_argument("--llm-model", default=None, help="local Hugging Face chat model directory for --planner llm")
     parser.add_argument("--verify", default="env", help="'env' (simulator success) or 'vqa' (ask the VQA tool)")
-    parser.add_argument("--retries", type=int, default=1, help="extra attempts per failed manipulation step")
+    parser.add_argument("--retries", type=int, default=3, help="extra attempts per failed manipulation step")
     parser.add_argument("--step-budget", type=int, default=None, help="control steps per attempt (default: the task's)")
     parser.add_argument("--no-home", action="store_true",
                         help="start each manipulation attempt where the last one ended, not from the start pose")

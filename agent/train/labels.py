@@ -23,6 +23,7 @@ import numpy as np
 GOAL_Z = 0.02   # height at which a skill goal (an object or a bowl on the table) is projected into the image
 LABEL_NAMES = ("wp_x", "wp_y", "wp_z", "wp_yaw", "goal_x", "goal_y")
 CACHE = "meta/vla_oracle_labels.npz"
+LABEL_VERSION = 2   # bumped when what a label means changes: older caches are recomputed
 
 
 def _replay(job: tuple) -> tuple[np.ndarray, bool]:
@@ -51,12 +52,22 @@ def _replay(job: tuple) -> tuple[np.ndarray, bool]:
 
 def current_label(inner) -> np.ndarray | None:
     """The oracle's intent now, after `inner.oracle_action()`: (waypoint x, y, z, yaw, skill goal x, y), or None
-    without a plan."""
+    without a plan.
+
+    Once the arm holds an object and what is left of its plan is closing and lifting (the tail of a pick), the
+    skill goal is already the end of the plan that follows, where the held object goes: a bowl, a block to
+    stack on. A pick plan ends over the object it lifted, so the goal would otherwise switch only when the arm
+    reaches the oracle's exact lift height, which a policy's own lift seldom does; "holding or not" is plain in
+    the image and the gripper's opening (LABEL_VERSION 2)."""
     plan, index = inner.oracle.plan, inner.oracle.index
     if not plan:
         return None
-    wp, goal = plan[min(index, len(plan) - 1)], plan[-1]
-    return np.array([*wp.pos, wp.yaw, *goal.pos[:2]], dtype=np.float32)
+    wp, goal = plan[min(index, len(plan) - 1)], plan[-1].pos[:2]
+    if inner.world.holding() is not None and all(w.close for w in plan[index:]):
+        after = inner.oracle.planner(inner.world)
+        if after:
+            goal = after[-1].pos[:2]
+    return np.array([*wp.pos, wp.yaw, *goal], dtype=np.float32)
 
 
 def goal_pixels(labels: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -90,7 +101,8 @@ def oracle_labels(root: str | Path, workers: int = 2, max_episodes: int | None =
     cache = root / CACHE
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
-            if int(z["episodes"]) == ds.num_episodes and len(z["labels"]) == ds.num_frames:
+            version = int(z["version"]) if "version" in z.files else 1
+            if version == LABEL_VERSION and int(z["episodes"]) == ds.num_episodes and len(z["labels"]) == ds.num_frames:
                 n = int(ds.episode_info(n_eps - 1)["dataset_to_index"]) if n_eps else 0
                 return z["labels"][:n], z["valid"][:n]
     jobs, spans = [], []
@@ -126,7 +138,7 @@ def oracle_labels(root: str | Path, workers: int = 2, max_episodes: int | None =
             pool.shutdown()
     try:
         tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, labels=labels, valid=valid, episodes=np.array(ds.num_episodes))
+        np.savez(tmp, labels=labels, valid=valid, episodes=np.array(ds.num_episodes), version=np.array(LABEL_VERSION))
         tmp.replace(cache)
     except OSError:
         pass  # a read-only dataset: labels are recomputed next time

@@ -68,6 +68,53 @@ def test_an_episode_whose_actions_differ_from_the_oracle_is_masked(reach_set, tm
     assert not valid[lo:hi].any() and valid[:lo].all() and valid[hi:].all()
 
 
+def test_a_cache_of_older_labels_is_recomputed(reach_set, tmp_path):
+    """A label cache written before LABEL_VERSION (no version, or another one) is not served: it is replayed."""
+    from vla.agent.train.labels import LABEL_VERSION
+
+    root = tmp_path / "ds"
+    shutil.copytree(reach_set, root)
+    labels, valid = oracle_labels(root, workers=1, progress=False)
+    np.savez(root / CACHE, labels=np.zeros_like(labels), valid=valid, episodes=np.array(3))   # a version-1 cache
+    again, _ = oracle_labels(root, workers=1, progress=False)
+    assert np.array_equal(again, labels)
+    with np.load(root / CACHE) as z:
+        assert int(z["version"]) == LABEL_VERSION
+
+@pytest.mark.parametrize("task", ["place", "stack"])
+def test_once_the_object_is_held_the_goal_is_where_it_goes(task):
+    """The skill goal switches from the object to its destination at the grasp, not at the end of the lift."""
+    from vla.agent.train.labels import current_label
+    from vla.envs import make_env
+
+    env = make_env(task, "seen", image_size=0)
+    try:
+        env.reset(seed=3)
+        inner = env.unwrapped
+        goal = inner.goal
+        obj, dest = (goal.target, goal.bowl) if task == "place" else (goal.top, goal.base)
+        start = inner.world.position(obj.oid)[:2]
+        seen = []
+        for _ in range(inner.max_steps):
+            action = inner.oracle_action()
+            label = current_label(inner)
+            held = inner.world.holding() == obj.oid
+            lifting = held and all(w.close for w in inner.oracle.plan[inner.oracle.index:])
+            seen.append((held, lifting, label[4:6].copy()))
+            _, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated or info["is_success"]:
+                break
+        assert info["is_success"]
+        free = [g for held, _, g in seen if not held]
+        assert free and all(np.linalg.norm(g - start) < 1e-3 for g in free[:3])   # first: the object
+        dest_xy = inner.world.position(dest.oid)[:2]
+        lift = [g for held, lifting, g in seen if lifting]
+        assert len(lift) >= 3                                      # the close-and-lift frames exist ...
+        assert all(np.linalg.norm(g - dest_xy) < 0.03 for g in lift)   # ... and already point at the destination
+    finally:
+        env.close()
+
+
 def test_mean_image_normalisation_cancels_the_static_scene_and_survives_a_checkpoint(tmp_path):
     enc = VisionEncoder(VisionConfig(image_size=32, patch_size=16, width=32, layers=1, head_width=16,
                                      normalize="mean_image"))
