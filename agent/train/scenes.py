@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vla import VLAError
+from vla.agent.train.labels import LABEL_VERSION
 
 SCENE_SEED = 3_000_000   # far from demo and eval seeds
 
@@ -64,11 +65,8 @@ def reset_scenes(root: str | Path, n: int, split: str, tasks: list[str], image_s
     dataset's meta/."""
     if n < 1 or not tasks:
         raise VLAError(f"data.reset_scenes must be a positive count with tasks to sample (got {n}).")
-    from vla.agent.train.labels import LABEL_VERSION
-
-    key = {"n": n, "seed": SCENE_SEED, "split": split, "tasks": sorted(tasks), "image_size": image_size}
-    if LABEL_VERSION > 1:
-        key["labels"] = LABEL_VERSION
+    key = {"n": n, "seed": SCENE_SEED, "split": split, "tasks": sorted(tasks), "image_size": image_size,
+           "labels": LABEL_VERSION}
     if arm:
         key["arm"] = arm
     cache = Path(root) / "meta" / f"vla_reset_scenes_{n}{f'_arm{arm:g}' if arm else ''}.npz"
