@@ -182,9 +182,10 @@ class VLAEnv(gym.Env):
         truncated = self.steps >= self.max_steps and not success
         return self._obs(), float(success), success, truncated, self._info(success)
 
-    def oracle_action(self) -> np.ndarray:
-        """The scripted expert's action for the current state (privileged simulator state)."""
-        action = self.oracle.act(self.world)
+    def oracle_action(self, on_policy: bool = False) -> np.ndarray:
+        """The scripted expert's action for the current state (privileged simulator state); `on_policy` for a
+        state another controller drove the arm into (a fresh plan resumed where the arm is, see Oracle)."""
+        action = self.oracle.act_on_policy(self.world) if on_policy else self.oracle.act(self.world)
         if self.control == "ee":
             return action
         robot = self.world.robot

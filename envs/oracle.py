@@ -2,12 +2,18 @@
 
 Skills return lists of `Waypoint`s; `Oracle.act` moves the commanded end-effector target toward the current
 waypoint at most one action bound per step and re-plans whenever a plan ends without the goal holding.
+
+`Oracle.act_on_policy` is the same expert for states someone else drove the arm into (DAgger, Ross et al. 2011):
+it plans afresh from the current state every step and resumes the plan where the arm already is, rather than
+where the oracle's own progress left it (its follower only advances once the commanded target sits exactly on a
+waypoint, which a learned policy's target never does).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from vla.envs import vocab
+from vla.envs.robot import FINGER_OPEN
 from vla.envs.tasks.base import Waypoint
 from vla.envs.world import World
 
@@ -15,6 +21,9 @@ SAFE_Z = 0.16
 MAX_STEP = 0.05
 MAX_YAW = 0.3
 STALL_STEPS = 4
+REACHED = 0.012    # (m) an arm driven by someone else is at a waypoint this close to it
+ON_SEGMENT = 0.015  # (m) ... and on its way from one waypoint to the next this close to the segment
+SETTLED = 0.004    # (m) fingers this close to fully open count as open
 
 
 def grasp_yaw(world: World, oid: int) -> float:
@@ -31,7 +40,11 @@ def grasp_height(world: World, oid: int) -> float:
 
 
 def pick(world: World, oid: int) -> list[Waypoint]:
+    """Grasp `oid` from above and lift it; only the lift once it is held."""
     pos, yaw = world.position(oid), grasp_yaw(world, oid)
+    if world.holding() == oid:
+        here = world.robot.target_pos
+        return [Waypoint(np.array([here[0], here[1], SAFE_Z]), world.robot.target_yaw, True, tol=0.01)]
     z = grasp_height(world, oid)
     return [
         Waypoint(np.array([pos[0], pos[1], max(z + 0.08, 0.1)]), yaw, False, tol=0.01),
@@ -122,9 +135,69 @@ class Oracle:
                     continue
                 self.held += 1
             break
-        step = err * min(1.0, min(wp.speed, MAX_STEP) / max(np.abs(err).max(), 1e-9))
-        dyaw = float(np.clip(yaw_err, -MAX_YAW, MAX_YAW))
-        return np.array([*step, dyaw, 1.0 if wp.close else 0.0], dtype=np.float32)
+        return _toward(robot, wp)
+
+    def act_on_policy(self, world: World) -> np.ndarray:
+        """The expert's action from a state another controller produced: a fresh plan from the state, resumed
+        at `resume_index`; leaves `plan` and `index` describing it (for the training labels)."""
+        robot = world.robot
+        plan = self.planner(world)
+        self.held, self.stalled, self.plan, self.index = 0, 0, plan, resume_index(world, plan) if plan else 0
+        if not plan:
+            return np.array([0, 0, 0, 0, float(robot.closed)], dtype=np.float32)
+        if self.index == 0:  # not under way: rise before travelling, as the oracle does
+            self.plan = _lift_first(robot, plan)
+            self.index = resume_index(world, self.plan)
+        return _toward(robot, self.plan[self.index])
+
+
+def _toward(robot, wp: Waypoint) -> np.ndarray:
+    """One action moving the commanded target toward `wp` (at most `wp.speed` per axis), gripper as `wp` says."""
+    err = wp.pos - robot.target_pos
+    step = err * min(1.0, min(wp.speed, MAX_STEP) / max(np.abs(err).max(), 1e-9))
+    dyaw = float(np.clip(wp.yaw - robot.target_yaw, -MAX_YAW, MAX_YAW))
+    return np.array([*step, dyaw, 1.0 if wp.close else 0.0], dtype=np.float32)
+
+
+def resume_index(world: World, plan: list[Waypoint]) -> int:
+    """The first waypoint of `plan` the arm has still to reach, judged from the state alone. The arm is past
+    every waypoint before the latest stretch between two waypoints it is on, gripper as both want (below an
+    approach from above, along a push), and past a waypoint it is at with the gripper as it wants and settled
+    (a closing grasp holds something or has shut on nothing, an opening one is open)."""
+    robot = world.robot
+    ee = robot.ee_pose()[0]
+    k = 0
+    for j in range(len(plan) - 1):  # the latest stretch the arm is on (a push moves its start along)
+        if robot.closed == plan[j].close == plan[j + 1].close and _on_segment(ee, plan[j].pos, plan[j + 1].pos):
+            k = j + 1
+    while k + 1 < len(plan):
+        wp, nxt = plan[k], plan[k + 1]
+        if robot.closed != wp.close:
+            break
+        if np.linalg.norm(ee - wp.pos) < max(wp.tol, REACHED):
+            if wp.hold and not _settled(world, wp.close):
+                break
+        elif nxt.close != wp.close or not _on_segment(ee, wp.pos, nxt.pos):
+            break
+        k += 1
+    return k
+
+
+def _settled(world: World, close: bool) -> bool:
+    opening = world.robot.opening()
+    if close:
+        return world.holding() is not None or opening < SETTLED
+    return opening > 2 * FINGER_OPEN - SETTLED
+
+
+def _on_segment(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether `p` lies past `a` on the way to `b`, within ON_SEGMENT of the segment."""
+    ab = b - a
+    length2 = float(ab @ ab)
+    if length2 < 1e-8:
+        return False
+    t = float((p - a) @ ab) / length2
+    return 0.0 < t <= 1.0 and float(np.linalg.norm(a + t * ab - p)) < ON_SEGMENT
 
 
 def _lift_first(robot, plan: list[Waypoint]) -> list[Waypoint]:

@@ -1,4 +1,7 @@
-"""`vla collect`: roll out the oracles and write a LeRobot v3.0 dataset (resumable; run it again to continue)."""
+"""`vla collect`: roll out the oracles and write a LeRobot v3.0 dataset (resumable; run it again to continue).
+
+`--policy CKPT` collects on-policy episodes instead (DAgger): the checkpoint drives, the expert's action for every
+state it reaches is recorded, and failed episodes are kept."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", type=float, default=0.0,
                         help="DART perturbation: std in metres of Gaussian noise added to the executed dx/dy/dz "
                              "(the oracle's clean action is recorded; default 0)")
+    parser.add_argument("--policy", default=None,
+                        help="on-policy episodes (DAgger): this checkpoint (or 'default') drives and the expert's "
+                             "action for each state is recorded; failed episodes are kept")
+    parser.add_argument("--expert-share", type=float, default=0.0,
+                        help="with --policy: share of steps the expert drives instead (default 0)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
@@ -34,6 +42,14 @@ def resolve_tasks(spec: str) -> tuple[str, ...]:
     if not names:
         raise VLAError("--task is empty; give a task name or 'all'.")
     return tuple(names)
+
+
+def _checked_policy(path: str) -> str:
+    """The checkpoint as given, after checking it loads (a bad path fails here, not in every worker)."""
+    from vla.models.policy.policy import load_policy
+
+    load_policy(path)
+    return path
 
 
 def _interrupt(signum, frame):
@@ -54,24 +70,34 @@ def run(args: argparse.Namespace) -> int:
         raise VLAError(f"--image-size must be at least 16 pixels (got {args.image_size}).")
     if not (0 <= args.noise <= 0.05):
         raise VLAError(f"--noise must be between 0 and 0.05 metres (got {args.noise}).")
+    if not (0 <= args.expert_share <= 1):
+        raise VLAError(f"--expert-share must be between 0 and 1 (got {args.expert_share}).")
+    if args.policy is None and args.expert_share:
+        raise VLAError("--expert-share needs --policy (it is the share of on-policy steps the expert drives).")
+    if args.policy is not None and args.noise:
+        raise VLAError("--noise perturbs the oracle's own demonstrations; it does not combine with --policy.")
+    policy = _checked_policy(args.policy) if args.policy is not None else None
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers too; the next run resumes
     cfg = CollectConfig(resolve_tasks(args.task), args.split, args.episodes, (args.image_size, args.image_size),
-                        args.wrist, args.seed, args.workers, args.episodes_per_file, args.noise)
+                        args.wrist, args.seed, args.workers, args.episodes_per_file, args.noise, policy,
+                        args.expert_share)
     with progress_bar(sys.stderr.isatty() or not args.json) as bar:
         job = bar.add_task("collecting", total=args.episodes)
         started = {}
 
-        def on_progress(done: int, kept: int, discarded: int) -> None:
+        def on_progress(done: int, kept: int, discarded: int, successes: int) -> None:
             import time
 
             started.setdefault("t", time.perf_counter())
             minutes = max(time.perf_counter() - started["t"], 1e-6) / 60
-            rate = kept / (kept + discarded) if kept + discarded else 1.0
-            bar.update(job, completed=done, info=f"success {rate:.0%}  {kept / minutes:.0f} episodes/min")
+            tries = kept + discarded  # the oracle's attempts, or the policy's episodes
+            rate = (successes / tries) if tries else 1.0
+            who = "policy" if policy is not None else "oracle"
+            bar.update(job, completed=done, info=f"{who} success {rate:.0%}  {kept / minutes:.0f} episodes/min")
 
         report = collect_episodes(args.out, cfg, on_progress)
     result = {"out": report.out, "episodes": report.episodes, "frames": report.frames,
-              "new_episodes": report.new_episodes, "discarded": report.discarded,
+              "new_episodes": report.new_episodes, "discarded": report.discarded, "successes": report.successes,
               "discarded_total": report.discarded_total, "seconds": round(report.seconds, 2),
               "episodes_per_min": round(report.episodes_per_min, 1)}
     if args.json:
@@ -80,4 +106,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{report.out}: {report.episodes} episodes, {report.frames} frames; this run kept "
               f"{report.new_episodes} and discarded {report.discarded} failed oracle episodes in "
               f"{report.seconds:.1f}s ({report.episodes_per_min:.1f} episodes/min).")
+        if policy is not None:
+            print(f"the policy reached the goal in {report.successes} of the {report.new_episodes} on-policy "
+                  "episodes of this run.")
     return 0

@@ -31,7 +31,7 @@ def run(args) -> int:
     import torch
 
     from vla import VLAError
-    from vla.agent.train.data import load_training_data
+    from vla.agent.train.data import load_training_sets
     from vla.agent.train.loop import train_policy
     from vla.models.policy.config import load_config
     from vla.models.policy.policy import load_policy
@@ -40,13 +40,19 @@ def run(args) -> int:
     run_dir = Path(args.out or cfg.train.out_dir or f"runs/policy/{cfg.name}")
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    root = _data_root(cfg.data.root)
-    data = load_training_data(root, cfg.model.action.horizon, cfg.data.max_episodes)
+    roots = [_data_root(r.strip()) for r in cfg.data.root.split(",") if r.strip()]
+    if not roots:
+        raise VLAError("data.root is empty; give a dataset directory (or several, comma-separated).")
+    root = roots[0]
+    data = load_training_sets(roots, cfg.model.action.horizon, cfg.data.max_episodes)
     if cfg.model.aux_waypoint > 0 or cfg.model.grounding:   # both train on oracle labels
+        import numpy as np
+
         from vla.agent.train.labels import oracle_labels
 
-        data.attach_oracle_labels(*oracle_labels(root, workers=cfg.data.label_workers,
-                                                 max_episodes=cfg.data.max_episodes))
+        parts = [oracle_labels(r, workers=cfg.data.label_workers, max_episodes=cfg.data.max_episodes)
+                 for r in roots]
+        data.attach_oracle_labels(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
         if cfg.data.reset_scenes:
             from vla.agent.train.scenes import reset_scenes
             from vla.envs import TASKS

@@ -5,6 +5,9 @@ the oracle succeeds; failures are discarded and counted. Worker processes write 
 staging folder (atomically); the parent commits staged episodes to the dataset in slot order, a file group
 at a time. Slots and seeds depend only on the command, so a killed run, started again with the same command,
 continues where it stopped and produces the same dataset as an uninterrupted run, with any worker count.
+
+With `policy` set, slot i is one on-policy episode (see `rollout.run`): the policy drives, the expert's action
+for each state is recorded, and the episode is kept whether or not it succeeds (DAgger data).
 """
 from __future__ import annotations
 
@@ -38,12 +41,15 @@ class CollectConfig:
     workers: int = 1
     episodes_per_file: int = 100
     noise: float = 0.0  # DART: std (m) of the Gaussian added to executed translations (see rollout.Perturbation)
+    policy: str | None = None  # on-policy episodes: the checkpoint that drives (DAgger)
+    expert_share: float = 0.0  # ... and the share of steps the expert drives instead
 
     def identity(self) -> dict[str, Any]:
         """What must match to resume: everything except the counts and the worker layout."""
         d = asdict(self)
-        if not d["noise"]:
-            d.pop("noise")  # datasets collected before perturbations existed resume unchanged
+        for name in ("noise", "policy", "expert_share"):
+            if not d[name]:
+                d.pop(name)  # datasets collected before these options existed resume unchanged
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()
                 if k not in ("episodes", "workers", "episodes_per_file")}
 
@@ -55,6 +61,7 @@ class CollectReport:
     frames: int
     new_episodes: int  # kept in this run
     discarded: int  # failed oracle attempts in this run
+    successes: int  # episodes of this run that reached their goal (all of them, but for on-policy episodes)
     discarded_total: int  # failed oracle attempts behind every episode in the dataset
     seconds: float
 
@@ -68,10 +75,23 @@ def slot_seed(seed: int, slot: int, attempt: int) -> int:
 
 
 _ENVS: dict[str, Any] = {}  # per worker process: (env id, env kwargs as JSON) -> env
+_POLICIES: dict[str, Any] = {}  # per worker process: checkpoint -> policy
 
 
-def _collect_slot(job: tuple[int, str, CollectConfig, str]) -> tuple[int, int, int]:
-    """Worker: roll out slot `slot` until success, stage it; returns (slot, discarded attempts, length)."""
+def _driver(path: str):
+    if path not in _POLICIES:
+        import torch
+
+        from vla.models.policy.policy import load_policy
+
+        torch.set_num_threads(1)
+        _POLICIES[path] = load_policy(path)
+    return _POLICIES[path]
+
+
+def _collect_slot(job: tuple[int, str, CollectConfig, str]) -> tuple[int, int, int, bool]:
+    """Worker: roll out slot `slot` until success (once, on-policy), stage it; returns (slot, discarded
+    attempts, length, success)."""
     from vla.agent.data import rollout
     from vla.envs import ENV_IDS
 
@@ -81,13 +101,21 @@ def _collect_slot(job: tuple[int, str, CollectConfig, str]) -> tuple[int, int, i
     key = f"{env_id} {json.dumps(kwargs, sort_keys=True)}"
     if key not in _ENVS:
         _ENVS[key] = rollout.make(env_id, kwargs)
+    if cfg.policy:
+        driver = _driver(cfg.policy)
+        driver.check_action_space(_ENVS[key].action_space)
+        episode, ok = rollout.run(_ENVS[key], env_id, kwargs, slot_seed(cfg.seed, slot, 0), None,
+                                  driver=driver, expert_share=cfg.expert_share)
+        episode.extras.update({"slot": slot, "discarded": 0})
+        save_staged(Path(staging) / f"slot-{slot:07d}.npz", episode)
+        return slot, 0, episode.length, ok
     for attempt in range(MAX_ATTEMPTS):
         episode, ok = rollout.run(_ENVS[key], env_id, kwargs, slot_seed(cfg.seed, slot, attempt), None,
                                   noise=cfg.noise)
         if ok:
             episode.extras.update({"slot": slot, "discarded": attempt})
             save_staged(Path(staging) / f"slot-{slot:07d}.npz", episode)
-            return slot, attempt, episode.length
+            return slot, attempt, episode.length, True
     raise VLAError(f"the {task!r} oracle failed {MAX_ATTEMPTS} times in a row (slot {slot}); the task looks broken.")
 
 
@@ -140,8 +168,9 @@ def _commit_ready(writer: DatasetWriter, staged: set[int], upto: int, force: boo
 
 
 def collect_episodes(out: str | Path, cfg: CollectConfig,
-                     on_progress: Callable[[int, int, int], None] | None = None) -> CollectReport:
-    """Collect until the dataset at `out` holds `cfg.episodes` episodes; `on_progress(done, kept_now, discarded)`."""
+                     on_progress: Callable[[int, int, int, int], None] | None = None) -> CollectReport:
+    """Collect until the dataset at `out` holds `cfg.episodes` episodes;
+    `on_progress(done, kept_now, discarded, successes)`."""
     if cfg.episodes < 1 or cfg.workers < 1 or cfg.episodes_per_file < 1:
         raise VLAError("--episodes, --workers and --episodes-per-file must be at least 1.")
     out = Path(out)
@@ -150,22 +179,22 @@ def collect_episodes(out: str | Path, cfg: CollectConfig,
     staged = _staged(writer)
     todo = [s for s in range(writer.total_episodes, cfg.episodes) if s not in staged]
     jobs = [(s, cfg.tasks[s % len(cfg.tasks)], cfg, str(writer.staging)) for s in todo]
-    kept = discarded = 0
+    kept = discarded = successes = 0
     done = min(cfg.episodes, writer.total_episodes + len(staged))
     if on_progress:
-        on_progress(done, kept, discarded)
+        on_progress(done, kept, discarded, successes)
     if jobs:
-        for slot, fails, _length in _run_jobs(jobs, cfg.workers):
+        for slot, fails, _length, ok in _run_jobs(jobs, cfg.workers):
             staged.add(slot)
-            kept, discarded, done = kept + 1, discarded + fails, done + 1
+            kept, discarded, done, successes = kept + 1, discarded + fails, done + 1, successes + ok
             _commit_ready(writer, staged, cfg.episodes, False, cfg.episodes_per_file)
             if on_progress:
-                on_progress(done, kept, discarded)
+                on_progress(done, kept, discarded, successes)
     _commit_ready(writer, staged, cfg.episodes, True, cfg.episodes_per_file)
     if writer.total_episodes >= cfg.episodes:
         writer.clear_staging()
     return CollectReport(str(out), writer.total_episodes, int(writer.info["total_frames"]), kept, discarded,
-                         _discarded_total(out), time.perf_counter() - t0)
+                         successes, _discarded_total(out), time.perf_counter() - t0)
 
 
 def _run_jobs(jobs: list, workers: int):

@@ -9,11 +9,18 @@ by the episode seed, while the oracle's clean action is what is *recorded*. (Noi
 oracle from ever arriving at a waypoint; clean steps let it.) The expert is thus shown recovering from the small
 errors a learned policy makes, and the episode still replays exactly from (seed, recorded actions, noise).
 
+On-policy episodes (DAgger, Ross et al. 2011; `driver` given): a learned policy drives the arm (or, on a share
+`expert_share` of the steps drawn from the episode's stream, the expert does), while what is *recorded* is the
+expert's action for each state it reached (`oracle_action(on_policy=True)`). The executed actions are stored in
+the episode (`vla/executed`) so the episode replays exactly, and failed episodes are kept: the states a policy
+fails from are what it needs labels for.
+
 Row t holds the observation before action t;
 the scene annotations are taken after reset ("scene_first") and after the last action ("scene_last").
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -64,14 +71,23 @@ def _cameras(obs: dict) -> list[str]:
     return [cam for cam in ("front", "wrist") if cam in obs]
 
 
+EXPERT_STREAM = 0xDA66E5
+
+
 def run(env, env_id: str, kwargs: dict[str, Any], seed: int, options: dict | None,
-        actions: np.ndarray | None = None, noise: float = 0.0) -> tuple[Episode, bool]:
+        actions: np.ndarray | None = None, noise: float = 0.0, driver=None,
+        expert_share: float = 0.0) -> tuple[Episode, bool]:
     """One episode with the oracle (or the given actions), executed with the episode's perturbation when
-    `noise` > 0; returns (episode, success)."""
+    `noise` > 0, or driven by `driver` (a policy with reset/select_action) with on-policy expert labels;
+    returns (episode, success)."""
     if not (noise >= 0 and np.isfinite(noise)):
         raise VLAError(f"noise must be a finite number >= 0 (got {noise}).")
     perturb = Perturbation(seed, noise)
+    share = np.random.default_rng([int(seed), EXPERT_STREAM]) if driver is not None else None
+    executed: list[list[float]] = []
     obs, info = env.reset(seed=seed, options=options)
+    if driver is not None:
+        driver.reset()
     scene_first = env.unwrapped.scene_annotation()
     cams = _cameras(obs)
     frames: dict[str, list[np.ndarray]] = {c: [] for c in cams}
@@ -79,12 +95,20 @@ def run(env, env_id: str, kwargs: dict[str, Any], seed: int, options: dict | Non
     limit = len(actions) if actions is not None else env.unwrapped.max_steps
     success = False
     for t in range(limit):
-        action = actions[t] if actions is not None else env.unwrapped.oracle_action()
+        if driver is not None:
+            action = env.unwrapped.oracle_action(on_policy=True)
+            proposed = np.asarray(driver.select_action(obs), dtype=np.float32)
+            run_expert = share.random() < expert_share
+            done = np.asarray(action if run_expert else proposed, dtype=np.float32)
+            executed.append(done.tolist())
+        else:
+            action = actions[t] if actions is not None else env.unwrapped.oracle_action()
+            done = perturb(action)
         for c in cams:
             frames[c].append(obs[c])
         states.append(obs["state"])
         acts.append(np.asarray(action, dtype=np.float32))
-        obs, _, terminated, truncated, info = env.step(perturb(action))
+        obs, _, terminated, truncated, info = env.step(done)
         success = bool(info["is_success"])
         if terminated or truncated:
             break
@@ -95,6 +119,8 @@ def run(env, env_id: str, kwargs: dict[str, Any], seed: int, options: dict | Non
     }
     if noise > 0:
         extras["noise"] = float(noise)
+    if driver is not None:
+        extras.update({"expert": "on_policy", "executed": json.dumps(executed), "success": success})
     episode = Episode(
         task=info["instruction"],
         frames={image_key(c): np.stack(v) for c, v in frames.items()},  # (T, H, W, 3) uint8

@@ -175,6 +175,30 @@ def _stats(meta_stats: dict) -> dict:
     return out
 
 
+def load_training_sets(roots: list[str | Path], horizon: int, max_episodes: int | None = None,
+                       progress: bool = True) -> TrainingData:
+    """Decode several LeRobot datasets with the same features and concatenate them in order (e.g. oracle demos
+    and on-policy DAgger episodes). The normalisation statistics are the first dataset's; `max_episodes`
+    applies to each."""
+    sets = [load_training_data(root, horizon, max_episodes, progress) for root in roots]
+    first = sets[0]
+    for root, other in zip(roots[1:], sets[1:]):
+        if other.images.shape[1:] != first.images.shape[1:] or other.action.shape[1:] != first.action.shape[1:] \
+                or other.state.shape[1:] != first.state.shape[1:]:
+            raise VLAError(f"{root} has other image, state or action shapes than {roots[0]}; only datasets with "
+                           "the same features train together.")
+    if len(sets) == 1:
+        return first
+    tasks: dict[str, int] = {}
+    index = []
+    for part in sets:
+        remap = torch.tensor([tasks.setdefault(t, len(tasks)) for t in part.tasks], dtype=torch.long)
+        index.append(remap[part.task_index])
+    return TrainingData(torch.cat([d.images for d in sets]), torch.cat([d.state for d in sets]),
+                        torch.cat([d.action for d in sets]), torch.cat([d.action_is_pad for d in sets]),
+                        torch.cat(index), list(tasks), first.stats)
+
+
 def load_training_data(root: str | Path, horizon: int, max_episodes: int | None = None,
                        progress: bool = True) -> TrainingData:
     """Decode a LeRobot dataset (see vla.agent.data) into memory once."""

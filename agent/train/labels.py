@@ -7,6 +7,7 @@ point of its current skill (x, y) -- where the named object or the bowl is. The 
 as an auxiliary target (`model.aux_waypoint`), which makes the vision tower localise the object the
 instruction names. A replayed frame whose oracle action differs from the recorded one marks its episode
 invalid (label mask false); episodes without replay info (e.g. converted from ROS bags) are masked too.
+On-policy episodes (`vla collect --policy`) replay their stored executed actions and ask the on-policy expert.
 
 Labels are cached next to the dataset (`meta/vla_oracle_labels.npz`, no pickles), keyed by the dataset's
 frame count and episode count.
@@ -32,21 +33,24 @@ def _replay(job: tuple) -> tuple[np.ndarray, bool]:
 
     env_id, kwargs, seed, options, actions, *rest = job
     perturb = Perturbation(seed, rest[0] if rest else 0.0)
+    executed = rest[1] if len(rest) > 1 else None  # on-policy episodes: what was executed
     kwargs = {**kwargs, "image_size": 0, "wrist": False}
     env = _env(env_id, kwargs)
     env.reset(seed=seed, options=options or None)
     inner = env.unwrapped
     out = np.zeros((len(actions), len(LABEL_NAMES)), dtype=np.float32)
     ok = True
+    if executed is not None and len(executed) != len(actions):
+        return out, False
     for t, action in enumerate(actions):
-        expert = inner.oracle_action()
+        expert = inner.oracle_action(on_policy=executed is not None)
         ok = ok and bool(np.allclose(expert, action, atol=1e-5))
         label = current_label(inner)
         if label is None:
             ok = False
         else:
             out[t] = label
-        env.step(perturb(action))
+        env.step(perturb(action) if executed is None else executed[t])
     return out, ok
 
 
@@ -115,9 +119,11 @@ def oracle_labels(root: str | Path, workers: int = 2, max_episodes: int | None =
             extras = {k: info[f"vla/{k}"] for k in ("env_id", "env_kwargs", "seed", "options")}
             kw = extras["env_kwargs"]
             opts = extras["options"]
+            executed = info.get("vla/executed") if info.get("vla/expert") == "on_policy" else None
             jobs.append((extras["env_id"], json.loads(kw) if isinstance(kw, str) else kw, int(extras["seed"]),
                          json.loads(opts) if isinstance(opts, str) else (opts or {}), np.asarray(actions[lo:hi]),
-                         float(info.get("vla/noise") or 0.0)))
+                         float(info.get("vla/noise") or 0.0),
+                         None if executed is None else np.asarray(json.loads(executed), dtype=np.float32)))
         except (KeyError, TypeError, ValueError):
             jobs.append(None)
     labels = np.zeros((ds.num_frames, len(LABEL_NAMES)), dtype=np.float32)

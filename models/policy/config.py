@@ -90,7 +90,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    root: str = "data/seen128"
+    root: str = "data/seen128"       # a dataset directory, or several comma-separated (trained on together)
     max_episodes: int | None = None
     shift: int = 4                   # random image shift augmentation in pixels (0 = off)
     # Share of training frames recoloured by a random linear colour transform (channel permutation, desaturation,

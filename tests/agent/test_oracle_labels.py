@@ -198,3 +198,25 @@ def test_grounding_head_learns_where_the_goal_is(tmp_path):
     net = load_policy(final).net
     assert net.ground is not None and net.prefix(data.images[:2], data.state[:2], *net.encode_text(data.tasks[:2], "cpu"))[0].shape[1] \
         == net.n_vis + 2 + net.encode_text(data.tasks[:2], "cpu")[0].shape[1]
+
+
+def test_several_datasets_train_together_with_their_own_labels(reach_set, tmp_path, capsys):
+    """data.root=a,b: the frames of both datasets, each labelled from its own replay, in one run."""
+    other = tmp_path / "push"
+    assert main(["collect", "--task", "push", "--episodes", "1", "--out", str(other), "--image-size", "32"]) == 0
+    a, b = LeRobotDataset(reach_set, action_horizon=1), LeRobotDataset(other, action_horizon=1)
+    capsys.readouterr()
+    args = ["train", "policy", "--config", "debug", f"data.root={reach_set},{other}", "train.steps=1",
+            "model.aux_waypoint=1.0", "--out", str(tmp_path / "run"), "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["frames"] == a.num_frames + b.num_frames
+    labels_b, valid_b = oracle_labels(other, workers=1, progress=False)
+    assert valid_b.all() and labels_b.shape == (b.num_frames, 6)
+    from vla.agent.train.data import load_training_sets
+
+    data = load_training_sets([reach_set, other], horizon=4, progress=False)
+    assert data.tasks[int(data.task_index[-1])] == b[b.num_frames - 1]["task"]   # tasks re-indexed, in order
+    assert torch.equal(data.state[a.num_frames:], torch.as_tensor(b.columns["observation.state"]))
+    assert main(args[:4] + [f"data.root={reach_set},{tmp_path / 'none'}"] + args[5:]) == 2
+    assert "does not exist" in capsys.readouterr().err

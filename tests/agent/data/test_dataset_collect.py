@@ -118,3 +118,34 @@ def test_perturbed_collection_records_clean_actions_and_still_replays(tmp_path, 
     assert "--noise must be between 0 and 0.05" in capsys.readouterr().err
     assert main([a if a != "0.01" else "0.02" for a in args]) == 2          # resuming with other noise
     assert "was collected with other settings" in capsys.readouterr().err
+
+
+def test_on_policy_collection_keeps_failures_records_the_expert_and_replays(tmp_path, capsys):
+    """`vla collect --policy`: the shipped policy drives, the on-policy expert's action is recorded, every
+    episode is kept, and the stored executed actions replay it exactly (all oracle labels valid)."""
+    from vla.agent.train.labels import oracle_labels
+
+    root = tmp_path / "dagger"
+    args = ["collect", "--task", "stack,chain", "--episodes", "2", "--out", str(root), "--image-size", "64",
+            "--policy", "default", "--expert-share", "0.2", "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["new_episodes"] == 2 and report["discarded"] == 0 and 0 <= report["successes"] <= 2
+    ds = LeRobotDataset(root)
+    for ep in range(2):
+        row = ds.episode_info(ep)
+        lo, hi = int(row["dataset_from_index"]), int(row["dataset_to_index"])
+        executed = np.asarray(json.loads(row["vla/executed"]), dtype=np.float32)
+        assert row["vla/expert"] == "on_policy" and executed.shape == (hi - lo, 5)
+        assert row["vla/success"] in (True, False)
+        # what ran is mostly the policy's, not the recorded expert's
+        assert not np.allclose(executed, ds.columns["action"][lo:hi], atol=1e-4)
+    _, valid = oracle_labels(root, workers=1, progress=False)
+    assert valid.all()
+    assert main(args) == 0                                       # resuming: nothing to add
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_episodes"] == 0
+    assert main(args[:-5] + ["--policy", str(tmp_path / "nope"), "--json"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["collect", "--task", "pick", "--episodes", "1", "--out", str(tmp_path / "x"),
+                 "--expert-share", "0.5"]) == 2
+    assert "--expert-share needs --policy" in capsys.readouterr().err
