@@ -44,8 +44,10 @@ def run(args) -> int:
     if not roots:
         raise VLAError("data.root is empty; give a dataset directory (or several, comma-separated).")
     root = roots[0]
-    data = load_training_sets(roots, cfg.model.action.horizon, cfg.data.max_episodes)
-    if cfg.model.aux_waypoint > 0 or cfg.model.grounding:   # both train on oracle labels
+    labelled = cfg.model.aux_waypoint > 0 or cfg.model.grounding   # both train on oracle labels
+    data = load_training_sets(roots, cfg.model.action.horizon, cfg.data.max_episodes,
+                              reserve=cfg.data.reset_scenes if labelled else 0)
+    if labelled:
         import numpy as np
 
         from vla.agent.train.labels import oracle_labels

@@ -27,6 +27,7 @@ class TrainingData:
     waypoint_valid: torch.Tensor | None = None  # (N,) bool
     goal_pixel: torch.Tensor | None = None      # (N, 2) float32: the skill goal in the front image (column, row)
     n_scenes: int = 0           # the last n_scenes frames are start-of-episode scenes (vla.agent.train.scenes)
+    buffer: torch.Tensor | None = None  # storage `images` is the start of, with room for scenes (no copy)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -61,7 +62,13 @@ class TrainingData:
 
         h, w = self.images.shape[1:3]
         pixel = torch.as_tensor(goal_pixels(labels.numpy(), int(w), int(h)), dtype=torch.float32)
-        self.images = torch.cat([self.images, images])
+        end = len(self) + n
+        if self.buffer is not None and self.buffer.shape[0] >= end \
+                and self.images.data_ptr() == self.buffer.data_ptr():
+            self.buffer[len(self): end] = images                # in place: no second copy of every frame
+            self.images = self.buffer[:end]
+        else:
+            self.images = torch.cat([self.images, images])
         self.state = torch.cat([self.state, torch.as_tensor(scenes["state"], dtype=torch.float32)])
         self.action = torch.cat([self.action, torch.zeros(n, *self.action.shape[1:])])
         pad = torch.ones(n, self.action_is_pad.shape[1], dtype=torch.bool)
@@ -176,54 +183,70 @@ def _stats(meta_stats: dict) -> dict:
 
 
 def load_training_sets(roots: list[str | Path], horizon: int, max_episodes: int | None = None,
-                       progress: bool = True) -> TrainingData:
+                       progress: bool = True, reserve: int = 0) -> TrainingData:
     """Decode several LeRobot datasets with the same features and concatenate them in order (e.g. oracle demos
     and on-policy DAgger episodes). The normalisation statistics are the first dataset's; `max_episodes`
-    applies to each."""
-    sets = [load_training_data(root, horizon, max_episodes, progress) for root in roots]
-    first = sets[0]
-    for root, other in zip(roots[1:], sets[1:]):
-        if other.images.shape[1:] != first.images.shape[1:] or other.action.shape[1:] != first.action.shape[1:] \
-                or other.state.shape[1:] != first.state.shape[1:]:
+    applies to each. Frames are decoded straight into one image buffer with room for `reserve` more frames
+    (the start-of-episode scenes, see TrainingData.attach_scenes), so memory peaks at the images' own size."""
+    from vla.agent.data import LeRobotDataset
+
+    sets = []
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            raise VLAError(f"dataset {str(root)!r} does not exist; collect one with `vla collect` first.")
+        episodes = None if max_episodes is None else list(range(max_episodes))
+        sets.append(LeRobotDataset(root, action_horizon=horizon, episodes=episodes))
+    shape = tuple(sets[0].meta.features["observation.images.front"]["shape"])
+    for root, ds in zip(roots[1:], sets[1:]):
+        if tuple(ds.meta.features["observation.images.front"]["shape"]) != shape or \
+                ds.meta.features["action"]["shape"] != sets[0].meta.features["action"]["shape"] or \
+                ds.meta.features["observation.state"]["shape"] != sets[0].meta.features["observation.state"]["shape"]:
             raise VLAError(f"{root} has other image, state or action shapes than {roots[0]}; only datasets with "
                            "the same features train together.")
-    if len(sets) == 1:
-        return first
+    total = sum(len(ds) for ds in sets)
+    buffer = torch.empty(total + reserve, *shape, dtype=torch.uint8)
+    parts, offset = [], 0
+    for ds in sets:
+        parts.append(_decode(ds, buffer[offset: offset + len(ds)], progress))
+        offset += len(ds)
     tasks: dict[str, int] = {}
     index = []
-    for part in sets:
+    for part in parts:
         remap = torch.tensor([tasks.setdefault(t, len(tasks)) for t in part.tasks], dtype=torch.long)
         index.append(remap[part.task_index])
-    return TrainingData(torch.cat([d.images for d in sets]), torch.cat([d.state for d in sets]),
-                        torch.cat([d.action for d in sets]), torch.cat([d.action_is_pad for d in sets]),
-                        torch.cat(index), list(tasks), first.stats)
+    data = TrainingData(buffer[:total], torch.cat([d.state for d in parts]), torch.cat([d.action for d in parts]),
+                        torch.cat([d.action_is_pad for d in parts]), torch.cat(index), list(tasks), parts[0].stats)
+    data.buffer = buffer
+    return data
 
 
 def load_training_data(root: str | Path, horizon: int, max_episodes: int | None = None,
                        progress: bool = True) -> TrainingData:
     """Decode a LeRobot dataset (see vla.agent.data) into memory once."""
+    return load_training_sets([root], horizon, max_episodes, progress)
+
+
+def _decode(ds, images: torch.Tensor, progress: bool) -> TrainingData:
+    """Every frame of `ds`, its images written into `images` (N, H, W, 3) uint8."""
     from torch.utils.data import DataLoader
 
-    from vla.agent.data import LeRobotDataset
-
-    root = Path(root)
-    if not root.exists():
-        raise VLAError(f"dataset {str(root)!r} does not exist; collect one with `vla collect` first.")
-    episodes = None if max_episodes is None else list(range(max_episodes))
-    ds = LeRobotDataset(root, action_horizon=horizon, episodes=episodes)
     loader = DataLoader(ds, batch_size=256, shuffle=False, num_workers=0)
-    parts: dict[str, list] = {k: [] for k in ("img", "state", "action", "pad", "task")}
+    parts: dict[str, list] = {k: [] for k in ("state", "action", "pad", "task")}
     tasks: dict[str, int] = {}
     from vla.agent.train.progress import progress_bar
 
+    at = 0
     with progress_bar(progress) as bar:
         job = bar.add_task("decoding dataset", total=len(ds))
         for item in loader:
-            bar.advance(job, len(item["task"]))
-            parts["img"].append((item["observation.images.front"] * 255).round().to(torch.uint8).permute(0, 2, 3, 1))
+            n = len(item["task"])
+            bar.advance(job, n)
+            images[at: at + n] = (item["observation.images.front"] * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+            at += n
             parts["state"].append(item["observation.state"].float())
             parts["action"].append(item["action"].float())
             parts["pad"].append(item["action_is_pad"].bool())
             parts["task"].append(torch.tensor([tasks.setdefault(t, len(tasks)) for t in item["task"]]))
-    return TrainingData(torch.cat(parts["img"]), torch.cat(parts["state"]), torch.cat(parts["action"]),
+    return TrainingData(images, torch.cat(parts["state"]), torch.cat(parts["action"]),
                         torch.cat(parts["pad"]), torch.cat(parts["task"]), list(tasks), _stats(ds.meta.stats))

@@ -218,5 +218,17 @@ def test_several_datasets_train_together_with_their_own_labels(reach_set, tmp_pa
     data = load_training_sets([reach_set, other], horizon=4, progress=False)
     assert data.tasks[int(data.task_index[-1])] == b[b.num_frames - 1]["task"]   # tasks re-indexed, in order
     assert torch.equal(data.state[a.num_frames:], torch.as_tensor(b.columns["observation.state"]))
+    # room reserved for the start-of-episode scenes: they land in the same buffer, nothing is copied twice
+    roomy = load_training_sets([reach_set, other], horizon=4, progress=False, reserve=3)
+    assert torch.equal(roomy.images, data.images) and len(roomy) == len(data)
+    labels, valid = (np.concatenate(p) for p in zip(oracle_labels(reach_set, workers=1, progress=False),
+                                                     (labels_b, valid_b)))
+    roomy.attach_oracle_labels(labels, valid)
+    scenes = {"images": np.full((3, 32, 32, 3), 7, np.uint8), "labels": labels[:3], "task": ["pick up it"] * 3,
+              "state": np.zeros((3, roomy.state.shape[1]), np.float32)}
+    before = roomy.images.clone()
+    roomy.attach_scenes(scenes)
+    assert roomy.images.data_ptr() == roomy.buffer.data_ptr() and len(roomy) == len(data) + 3
+    assert torch.equal(roomy.images[:len(data)], before) and (roomy.images[len(data):] == 7).all()
     assert main(args[:4] + [f"data.root={reach_set},{tmp_path / 'none'}"] + args[5:]) == 2
     assert "does not exist" in capsys.readouterr().err

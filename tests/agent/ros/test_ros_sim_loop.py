@@ -103,7 +103,7 @@ def test_lockstep_acts_once_per_observation_however_slow_the_policy(rclpy_ctx, s
         time.sleep(0.3)
         return real(obs)
     monkeypatch.setattr(tiny_policy, "select_action", slow)
-    _run_until_timeout(sim, tiny_policy, spinner, 4.0)
+    _run_until_timeout(sim, tiny_policy, spinner, 6.0)   # >= 4 calls even when the machine is loaded
     episode = sim.episode
     assert all(len(v) == 1 for (ep, step), v in stamps.items() if ep == episode and step >= 1)
     assert len(stamps[(episode - 1, 0)]) == 1       # the start-up scene (no command) was never re-stamped either
