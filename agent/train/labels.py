@@ -6,7 +6,8 @@ step recovers the oracle's intent at every frame: the waypoint it was steering t
 point of its current skill (x, y) -- where the named object or the bowl is. The policy learns to predict them
 as an auxiliary target (`model.aux_waypoint`), which makes the vision tower localise the object the
 instruction names. A replayed frame whose oracle action differs from the recorded one marks its episode
-invalid (label mask false); episodes without replay info (e.g. converted from ROS bags) are masked too.
+invalid (label mask false); episodes without replay info (e.g. converted from ROS bags) are masked too. A frame
+where the oracle has no plan (the blocks of put_all settling after the last release) is masked alone.
 On-policy episodes (`vla collect --policy`) replay their stored executed actions and ask the on-policy expert.
 
 Labels are cached next to the dataset (`meta/vla_oracle_labels.npz`, no pickles), keyed by the dataset's
@@ -27,8 +28,9 @@ CACHE = "meta/vla_oracle_labels.npz"
 LABEL_VERSION = 2   # bumped when what a label means changes: older caches are recomputed
 
 
-def _replay(job: tuple) -> tuple[np.ndarray, bool]:
-    """One episode -> (labels (T, 6) float32, whether the replay reproduced every recorded action)."""
+def _replay(job: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """One episode -> (labels (T, 6) float32, valid (T,) bool): no frame is valid unless the replay reproduced
+    every recorded action, and a frame without an oracle plan is not."""
     from vla.agent.data.rollout import Perturbation
 
     env_id, kwargs, seed, options, actions, *rest = job
@@ -39,19 +41,18 @@ def _replay(job: tuple) -> tuple[np.ndarray, bool]:
     env.reset(seed=seed, options=options or None)
     inner = env.unwrapped
     out = np.zeros((len(actions), len(LABEL_NAMES)), dtype=np.float32)
-    ok = True
+    valid = np.zeros(len(actions), dtype=bool)
     if executed is not None and len(executed) != len(actions):
-        return out, False
+        return out, valid
+    ok = True
     for t, action in enumerate(actions):
         expert = inner.oracle_action(on_policy=executed is not None)
         ok = ok and bool(np.allclose(expert, action, atol=1e-5))
         label = current_label(inner)
-        if label is None:
-            ok = False
-        else:
-            out[t] = label
+        if label is not None:
+            out[t], valid[t] = label, True
         env.step(perturb(action) if executed is None else executed[t])
-    return out, ok
+    return out, valid & ok
 
 
 def current_label(inner) -> np.ndarray | None:
@@ -138,7 +139,7 @@ def oracle_labels(root: str | Path, workers: int = 2, max_episodes: int | None =
         results = pool.map(_replay, [j for _, j in todo], chunksize=8) if pool else map(_replay, [j for _, j in todo])
         for (i, _), (lab, ok) in zip(todo, results):
             lo, hi = spans[i]
-            labels[lo:hi], valid[lo:hi] = lab, ok
+            labels[lo:hi], valid[lo:hi] = lab, ok   # ok: per frame
             bar.advance(task)
         if pool:
             pool.shutdown()

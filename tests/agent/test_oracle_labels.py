@@ -232,3 +232,45 @@ def test_several_datasets_train_together_with_their_own_labels(reach_set, tmp_pa
     assert torch.equal(roomy.images[:len(data)], before) and (roomy.images[len(data):] == 7).all()
     assert main(args[:4] + [f"data.root={reach_set},{tmp_path / 'none'}"] + args[5:]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+class _ExpertDriver:
+    """Drives an env with its on-policy expert: a real controller standing where a policy would."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def reset(self):
+        pass
+
+    def select_action(self, obs):
+        return self.env.unwrapped.oracle_action(on_policy=True)
+
+
+def test_a_frame_without_an_oracle_plan_is_masked_alone():
+    """put_all's blocks settle after the last release with nothing left to plan: those frames lose their label,
+    the rest of the episode keeps its own (a diverging replay still masks everything)."""
+    from vla.agent.data import rollout
+    from vla.agent.train.labels import _replay, current_label
+
+    kwargs = rollout.env_kwargs("seen", (32, 32), False)
+    env = rollout.make("vla/PutAll-v0", kwargs)
+    planless = []
+    env.reset(seed=6)
+    for t in range(env.unwrapped.max_steps):            # which frames have no plan, asked directly
+        env.unwrapped.oracle_action(on_policy=True)
+        if current_label(env.unwrapped) is None:
+            planless.append(t)
+        _, _, terminated, truncated, _ = env.step(env.unwrapped.oracle_action(on_policy=True))
+        if terminated or truncated:
+            break
+    episode, ok = rollout.run(env, "vla/PutAll-v0", kwargs, 6, None, driver=_ExpertDriver(env))
+    env.close()
+    assert ok and planless and len(planless) < episode.length
+    executed = np.asarray(json.loads(episode.extras["executed"]), dtype=np.float32)
+    job = ("vla/PutAll-v0", kwargs, 6, {}, episode.action, 0.0, executed)
+    labels, valid = _replay(job)
+    assert sorted(np.flatnonzero(~valid).tolist()) == planless and valid.sum() == episode.length - len(planless)
+    bad = episode.action.copy()
+    bad[3, 0] += 0.01
+    assert not _replay(("vla/PutAll-v0", kwargs, 6, {}, bad, 0.0, executed))[1].any()
