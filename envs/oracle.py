@@ -23,7 +23,7 @@ MAX_YAW = 0.3
 STALL_STEPS = 4
 REACHED = 0.012    # (m) an arm driven by someone else is at a waypoint this close to it
 ON_SEGMENT = 0.015  # (m) ... and on its way from one waypoint to the next this close to the segment
-SETTLED = 0.004    # (m) fingers this close to fully open count as open
+SETTLED = 0.004    # (m) fingers within this of fully open are open; closer together than this, shut on nothing
 
 
 def grasp_yaw(world: World, oid: int) -> float:
