@@ -197,28 +197,22 @@ def load_training_sets(roots: list[str | Path], horizon: int, max_episodes: int 
             raise VLAError(f"dataset {str(root)!r} does not exist; collect one with `vla collect` first.")
         episodes = None if max_episodes is None else list(range(max_episodes))
         sets.append(LeRobotDataset(root, action_horizon=horizon, episodes=episodes))
-    shape = tuple(sets[0].meta.features["observation.images.front"]["shape"])
+    features = sets[0].meta.features
     for root, ds in zip(roots[1:], sets[1:]):
-        if tuple(ds.meta.features["observation.images.front"]["shape"]) != shape or \
-                ds.meta.features["action"]["shape"] != sets[0].meta.features["action"]["shape"] or \
-                ds.meta.features["observation.state"]["shape"] != sets[0].meta.features["observation.state"]["shape"]:
-            raise VLAError(f"{root} has other image, state or action shapes than {roots[0]}; only datasets with "
-                           "the same features train together.")
+        for key in ("observation.images.front", "observation.state", "action"):
+            if ds.meta.features[key]["shape"] != features[key]["shape"]:
+                raise VLAError(f"{root} has another {key} shape than {roots[0]}; only datasets with the same "
+                               "features train together.")
     total = sum(len(ds) for ds in sets)
-    buffer = torch.empty(total + reserve, *shape, dtype=torch.uint8)
+    buffer = torch.empty(total + reserve, *features["observation.images.front"]["shape"], dtype=torch.uint8)
+    tasks: dict[str, int] = {}
     parts, offset = [], 0
     for ds in sets:
-        parts.append(_decode(ds, buffer[offset: offset + len(ds)], progress))
+        parts.append(_decode(ds, buffer[offset: offset + len(ds)], tasks, progress))
         offset += len(ds)
-    tasks: dict[str, int] = {}
-    index = []
-    for part in parts:
-        remap = torch.tensor([tasks.setdefault(t, len(tasks)) for t in part.tasks], dtype=torch.long)
-        index.append(remap[part.task_index])
-    data = TrainingData(buffer[:total], torch.cat([d.state for d in parts]), torch.cat([d.action for d in parts]),
-                        torch.cat([d.action_is_pad for d in parts]), torch.cat(index), list(tasks), parts[0].stats)
-    data.buffer = buffer
-    return data
+    state, action, pad, task_index = (torch.cat(column) for column in zip(*parts))
+    return TrainingData(buffer[:total], state, action, pad, task_index, list(tasks), _stats(sets[0].meta.stats),
+                        buffer=buffer)
 
 
 def load_training_data(root: str | Path, horizon: int, max_episodes: int | None = None,
@@ -227,15 +221,15 @@ def load_training_data(root: str | Path, horizon: int, max_episodes: int | None 
     return load_training_sets([root], horizon, max_episodes, progress)
 
 
-def _decode(ds, images: torch.Tensor, progress: bool) -> TrainingData:
-    """Every frame of `ds`, its images written into `images` (N, H, W, 3) uint8."""
+def _decode(ds, images: torch.Tensor, tasks: dict[str, int], progress: bool) -> tuple[torch.Tensor, ...]:
+    """Every frame of `ds`: its images written into `images` (N, H, W, 3) uint8; returns (state, action,
+    action_is_pad, task index), the task strings indexed in `tasks` (shared across datasets)."""
     from torch.utils.data import DataLoader
+
+    from vla.agent.train.progress import progress_bar
 
     loader = DataLoader(ds, batch_size=256, shuffle=False, num_workers=0)
     parts: dict[str, list] = {k: [] for k in ("state", "action", "pad", "task")}
-    tasks: dict[str, int] = {}
-    from vla.agent.train.progress import progress_bar
-
     at = 0
     with progress_bar(progress) as bar:
         job = bar.add_task("decoding dataset", total=len(ds))
@@ -248,5 +242,4 @@ def _decode(ds, images: torch.Tensor, progress: bool) -> TrainingData:
             parts["action"].append(item["action"].float())
             parts["pad"].append(item["action_is_pad"].bool())
             parts["task"].append(torch.tensor([tasks.setdefault(t, len(tasks)) for t in item["task"]]))
-    return TrainingData(images, torch.cat(parts["state"]), torch.cat(parts["action"]),
-                        torch.cat(parts["pad"]), torch.cat(parts["task"]), list(tasks), _stats(ds.meta.stats))
+    return tuple(torch.cat(parts[k]) for k in ("state", "action", "pad", "task"))

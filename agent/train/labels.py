@@ -137,9 +137,9 @@ def oracle_labels(root: str | Path, workers: int = 2, max_episodes: int | None =
         # spawn, not fork: the parent holds pyarrow's jemalloc and video decoder threads, which a fork can deadlock
         pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
         results = pool.map(_replay, [j for _, j in todo], chunksize=8) if pool else map(_replay, [j for _, j in todo])
-        for (i, _), (lab, ok) in zip(todo, results):
+        for (i, _), (lab, mask) in zip(todo, results):
             lo, hi = spans[i]
-            labels[lo:hi], valid[lo:hi] = lab, ok   # ok: per frame
+            labels[lo:hi], valid[lo:hi] = lab, mask
             bar.advance(task)
         if pool:
             pool.shutdown()

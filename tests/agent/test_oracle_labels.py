@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from vla import VLAError
 from vla.agent.cli import main
 from vla.agent.data.dataset import LeRobotDataset
 from vla.agent.train.labels import CACHE, oracle_labels
@@ -232,6 +233,10 @@ def test_several_datasets_train_together_with_their_own_labels(reach_set, tmp_pa
     assert torch.equal(roomy.images[:len(data)], before) and (roomy.images[len(data):] == 7).all()
     assert main(args[:4] + [f"data.root={reach_set},{tmp_path / 'none'}"] + args[5:]) == 2
     assert "does not exist" in capsys.readouterr().err
+    bigger = tmp_path / "reach48"
+    assert main(["collect", "--task", "reach", "--episodes", "1", "--out", str(bigger), "--image-size", "48"]) == 0
+    with pytest.raises(VLAError, match="another observation.images.front shape"):
+        load_training_sets([reach_set, bigger], horizon=4, progress=False)
 
 
 class _ExpertDriver:
