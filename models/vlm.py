@@ -5,7 +5,8 @@ and its checkpoint directory has the same layout (config.json, model.safetensors
 between the two (the vision tower can start from the CLIP checkpoint, `model.vision.weights`).
 
 Sequence layout, identical in training and inference so positions never shift:
-    [vision queries (Q) | prompt, left-padded to max_prompt_tokens (P) | [SEP] | answer ... [EOS] pad]
+    [vision queries (Q) | object tokens (K, masked where empty) | prompt, left-padded to max_prompt_tokens (P)
+     | [SEP] | answer ... [EOS] pad]
 A caption is the answer to the fixed prompt `CAPTION_PROMPT`; a VQA answer follows its question.
 `load_vlm` also opens a local Hugging Face BLIP-2 or LLaVA directory (see `vlm_hf`).
 """
@@ -22,10 +23,12 @@ from torch import nn
 from vla import VLAError
 from vla.models.config import from_dict, to_dict
 from vla.models.llm import LLMConfig, base_model, build_llm
+from vla.models.objects import ObjectTokens
 from vla.models.qformer import BridgeConfig, build_bridge
 from vla.models.vision import VisionConfig, VisionEncoder
 
 CAPTION_PROMPT = "describe the scene ."
+OBJECT_FIELDS = ("objects", "object_channels", "object_threshold", "objects_after_prompt")
 SEP, EOS = "[SEP]", "[EOS]"
 
 
@@ -39,6 +42,10 @@ class VLMConfig:
                                                              intermediate_size=384, max_positions=128))
     max_prompt_tokens: int = 16
     max_answer_tokens: int = 40
+    objects: int = 0             # object-token slots after the vision queries (0 = none; see vla.models.objects)
+    object_channels: int = 32
+    object_threshold: float = 0.5  # a heatmap peak above this is an object (held-out detection: see `vla eval tools`)
+    objects_after_prompt: bool = False  # object tokens between the prompt and [SEP], so they read the question
 
 
 def make_tokenizer(sentences: list[str]):
@@ -61,6 +68,8 @@ class VLMNet(nn.Module):
         # InstructBLIP: with `bridge.text_input` the question joins the queries' self-attention, so the few
         # queries fetch what it asks about instead of a summary of the whole scene
         self.text_to_bridge = nn.Linear(cfg.llm.hidden_size, cfg.bridge.hidden_size) if cfg.bridge.text_input else None
+        self.objects = (ObjectTokens(cfg.objects, cfg.object_channels, cfg.llm.hidden_size, cfg.vision.image_size,
+                                     threshold=cfg.object_threshold) if cfg.objects else None)
         self.sep_id, self.eos_id = tokenizer.convert_tokens_to_ids(SEP), tokenizer.convert_tokens_to_ids(EOS)
         self.pad_id = tokenizer.pad_token_id
 
@@ -82,12 +91,13 @@ class VLMNet(nn.Module):
             ids[i, P - len(tok):] = torch.tensor(tok + [self.sep_id])
         return ids.to(self.device), (ids != self.pad_id).long().to(self.device)
 
-    def patches(self, images, tower_tokens: torch.Tensor | None = None) -> torch.Tensor:
+    def patches(self, images, tower_tokens: torch.Tensor | None = None, pixels: torch.Tensor | None = None):
         """uint8 (B, H, W, 3) images -> vision patch tokens (B, N, Dv); `tower_tokens` skips the ViT itself
         (precomputed tokens of a frozen tower; a conv stem still runs on the pixels)."""
         if tower_tokens is not None and self.vision.stem is None:
             return tower_tokens.to(self.device)
-        return self.vision(self._pixels(images), None if tower_tokens is None else tower_tokens.to(self.device))
+        pixels = self._pixels(images) if pixels is None else pixels
+        return self.vision(pixels, None if tower_tokens is None else tower_tokens.to(self.device))
 
     def tower_tokens(self, images) -> torch.Tensor:
         """The vision tower's own patch tokens (B, N, Dv), without the conv stem: what a frozen tower caches."""
@@ -97,25 +107,36 @@ class VLMNet(nn.Module):
         """uint8 (B, H, W, 3) images -> the tower's normalised input (B, 3, S, S)."""
         return self.vision.preprocess(torch.as_tensor(np.ascontiguousarray(images)).to(self.device))
 
-    def prefix(self, images, prompts: list[str], patches: torch.Tensor | None = None):
-        """-> embeddings (B, Q+P+1, H) and mask for [vision queries | prompt | SEP]; `patches` are the frozen
-        tower's precomputed tokens for `images` (see `patches`)."""
-        patches = self.patches(images, patches)
+    def prefix(self, images, prompts: list[str], patches: torch.Tensor | None = None, centres=None):
+        """-> embeddings (B, Q+K+P+1, H), their mask and the object detector's outputs (None without) for
+        [vision queries | object tokens | prompt | SEP]; `patches` are the frozen tower's precomputed tokens for
+        `images` (see `patches`), `centres` the true object centres (training; see ObjectTokens)."""
+        pixels = self._pixels(images)
+        patches = self.patches(images, patches, pixels)
         ids, mask = self.encode_prompts(prompts)
         text = self.llm.get_input_embeddings()(ids)                                     # (B, P+1, H)
         vis = self.bridge(patches, None if self.text_to_bridge is None else self.text_to_bridge(text))  # (B, Q, H)
-        text = text.to(vis.dtype)
         ones = torch.ones(vis.shape[:2], dtype=torch.long, device=vis.device)
-        return torch.cat([vis, text], 1), torch.cat([ones, mask], 1)
+        text = text.to(vis.dtype)
+        if self.objects is None:
+            return torch.cat([vis, text], 1), torch.cat([ones, mask], 1), None
+        tokens, obj_mask, found = self.objects(pixels, centres)
+        tokens = tokens.to(vis.dtype)
+        if self.cfg.objects_after_prompt:   # the causal LM lets each object token read the question
+            return (torch.cat([vis, text[:, :-1], tokens, text[:, -1:]], 1),
+                    torch.cat([ones, mask[:, :-1], obj_mask, mask[:, -1:]], 1), found)
+        return torch.cat([vis, tokens, text], 1), torch.cat([ones, obj_mask, mask], 1), found
 
-    def forward(self, images, prompts: list[str], answers: list[str], patches: torch.Tensor | None = None):
-        """Teacher-forced cross-entropy over the answer tokens and [EOS]."""
+    def forward(self, images, prompts: list[str], answers: list[str], patches: torch.Tensor | None = None,
+                centres=None):
+        """Teacher-forced cross-entropy over the answer tokens and [EOS], plus the object-centre loss when the
+        true `centres` are given (see ObjectTokens)."""
         toks = [(self._ids(a) + [self.eos_id])[: self.cfg.max_answer_tokens] for a in answers]
         tgt = torch.full((len(answers), max(map(len, toks)) + 1), -100, dtype=torch.long)   # (B, A)
         for i, tok in enumerate(toks):
             tgt[i, :len(tok)] = torch.tensor(tok)
         tgt = tgt.to(self.device)
-        embeds, mask = self.prefix(images, prompts, patches)
+        embeds, mask, found = self.prefix(images, prompts, patches, centres)
         fed = tgt[:, :-1].clamp_min(0)                                                   # (B, A-1)
         fed_mask = (tgt[:, :-1] != -100).long()
         x = torch.cat([embeds, self.llm.get_input_embeddings()(fed).to(embeds.dtype)], 1)
@@ -126,13 +147,17 @@ class VLMNet(nn.Module):
         with torch.no_grad():
             valid = tgt != -100
             acc = (logits.argmax(-1) == tgt)[valid].float().mean()
-        return loss, {"loss": loss.detach(), "token_acc": acc}
+        metrics = {"loss": loss.detach(), "token_acc": acc}
+        if found is not None and centres is not None:
+            centre_loss = self.objects.loss(found, centres)
+            loss, metrics["centre_loss"] = loss + centre_loss, centre_loss.detach()
+        return loss, metrics
 
     @torch.no_grad()
     def generate(self, images, prompts: list[str], max_tokens: int | None = None) -> list[str]:
         """Greedy decoding with a KV cache -> one answer string per image."""
         max_tokens = max_tokens or self.cfg.max_answer_tokens
-        embeds, mask = self.prefix(images, prompts)
+        embeds, mask, _ = self.prefix(images, prompts)
         body, embed, head = base_model(self.llm), self.llm.get_input_embeddings(), self.llm.get_output_embeddings()
         out = body(inputs_embeds=embeds, attention_mask=mask, use_cache=True)
         cache, hidden = out.cache, out.last_hidden_state[:, -1:]
@@ -188,20 +213,38 @@ def new_vlm(cfg: VLMConfig | dict, sentences: list[str], device: str = "cpu") ->
     return VLM(VLMNet(cfg, make_tokenizer(sentences)).to(device))
 
 
-def _load_project(path: Path, config: dict, device: str) -> VLM:
+def _load_project(path: Path, config: dict, device: str, objects: dict | None = None) -> VLM:
+    from dataclasses import replace
+
     from vla.models.checkpoint import read_checkpoint
     from vla.models.llm import load_tokenizer
 
     cfg = from_dict(VLMConfig, config["model"])
+    if objects:
+        cfg = replace(cfg, **objects)
     json_names = tuple(p.name for p in path.glob("*.json") if p.name != "config.json")
     ckpt = read_checkpoint(path, json_names=json_names)
     net = VLMNet(cfg, load_tokenizer(ckpt.tokenizer_dir), load_weights=False)
-    net.load_state_dict({k: v.float() for k, v in ckpt.state_dict.items()})
+    state = {k: v.float() for k, v in ckpt.state_dict.items()}
+    if not objects:
+        net.load_state_dict(state)
+        return VLM(net.to(device), ckpt.json_files)
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError:  # a shape differs
+        missing, unexpected = [], ["?"]
+    if unexpected or not all(k.startswith("objects.") for k in missing):
+        raise VLAError(f"{objects['objects']} object slots of {objects['object_channels']} channels do not fit the "
+                       f"object tokens of {path}; keep its model.objects and model.object_channels.")
     return VLM(net.to(device), ckpt.json_files)
 
 
-def load_vlm(weights: str = "default", device: str = "cpu") -> "VLM":
-    """A project VLM checkpoint directory ("default" = shipped), or a local HF BLIP-2 / LLaVA directory."""
+def load_vlm(weights: str = "default", device: str = "cpu", objects: dict | None = None) -> "VLM":
+    """A project VLM checkpoint directory ("default" = shipped), or a local HF BLIP-2 / LLaVA directory.
+
+    `objects` (VLMConfig's object fields: `objects`, `object_channels`, ...) replaces a project checkpoint's object
+    settings, adding the object tokens or object layers it lacks, fresh (to train on from it); every weight it has
+    must fit."""
     from vla.models.tools.checkpoints import check_tool, read_config, resolve
 
     path = resolve(weights, "vlm")
@@ -210,4 +253,4 @@ def load_vlm(weights: str = "default", device: str = "cpu") -> "VLM":
         from vla.models.vlm_hf import load_hf_vlm
 
         return load_hf_vlm(path, config, device)
-    return _load_project(path, check_tool(config, path, "vlm"), device)
+    return _load_project(path, check_tool(config, path, "vlm"), device, objects)

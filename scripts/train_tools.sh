@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Reproduce the shipped perception tools (models/weights/{clip,vlm,diffusion}) on two CPU cores, about 3 h.
+# Reproduce the shipped perception tools (models/weights/{clip,vlm,diffusion}) on two CPU cores, about 4 h.
 # The scene sets (data/tools/*.npz) are rendered on first use. Runs are minute-budgeted, as the shipped ones
 # were, so a rerun lands close to the shipped weights but not bit-identical (use train.steps=N for that).
 #   clip       4 stages, each continuing the last (init=) with a fresh schedule: 20 + 26 + 24 + 20 minutes
 #   vlm        frozen vision tower from the CLIP + conv stem, on the 17k train_xl scenes: 6000 steps (25 min),
-#              then 16 and 13 minutes more at lower rates
+#              then 16 and 13 minutes more at lower rates, without object tokens; then the object tokens are
+#              added (model.objects, 6000 steps, 29 min) and trained on for 30 minutes more
 #   diffusion  conditioned on the shipped CLIP's text tower (a frozen copy is saved with it), 24 minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,10 +19,13 @@ $vla train clip --preset tiny --out "$clip" init=$clip train.minutes=24 train.th
     train.warmup_steps=50 crop_fraction=0.6
 $vla train clip --preset tiny --out "$clip" init=$clip train.minutes=20 train.lr=0.0003 train.warmup_steps=20 \
     crop_fraction=0.6
-$vla train vlm --preset tiny --out models/weights/vlm train.threads=2
+$vla train vlm --preset tiny --out models/weights/vlm train.threads=2 model.objects=0
 $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=16 train.lr=0.0003 \
-    train.warmup_steps=20 train.threads=2
+    train.warmup_steps=20 train.threads=2 model.objects=0
 $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=13 train.lr=0.0002 \
-    train.warmup_steps=20 train.threads=2
+    train.warmup_steps=20 train.threads=2 model.objects=0
+$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.threads=2
+$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
+    train.lr=0.0004 train.threads=2
 $vla train diffusion --preset tiny --out models/weights/diffusion train.minutes=24
 $vla eval tools --json

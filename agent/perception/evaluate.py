@@ -98,6 +98,27 @@ def eval_vqa(vlm, data: dict, baseline: QuestionOnly | None, batch: int = 64) ->
     return out
 
 
+def eval_objects(vlm, data: dict, batch: int = 64, tolerance: float = 1.0) -> dict | None:
+    """The VLM's object detector (see vla.models.objects) against the segmentation's centres: a true object is
+    found, and a peak is right, when a peak of its shape class lies within `tolerance` grid cells of it."""
+    import torch
+
+    from vla.models.objects import object_centres
+
+    det = getattr(getattr(vlm, "net", None), "objects", None)
+    if det is None:
+        return None
+    with torch.no_grad():
+        found = [f for s in range(0, len(data["images"]), batch)
+                 for f in det.detect(det(vlm.net._pixels(data["images"][s:s + batch]))[2]["heat"])]
+    truth = [object_centres(s, a, det.grid) for s, a in zip(data["seg"], data["annotations"])]
+    near = lambda a, b: a[0] == b[0] and np.abs(a[1:3] - b[1:3]).max() <= tolerance  # noqa: E731
+    recall = [any(near(f, t) for f in fs) for fs, ts in zip(found, truth) for t in ts]
+    precision = [any(near(f, t) for t in ts) for fs, ts in zip(found, truth) for f in fs]
+    return {"recall": float(np.mean(recall)), "precision": float(np.mean(precision)) if precision else 0.0,
+            "count_exact": float(np.mean([len(f) == len(t) for f, t in zip(found, truth)]))}
+
+
 def eval_captions(vlm, data: dict, batch: int = 64) -> dict:
     tp = said = there = 0
     for s in range(0, len(data["images"]), batch):

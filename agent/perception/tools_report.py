@@ -47,7 +47,7 @@ def evaluate_tools(clip_w: str, vlm_w: str, diffusion_w: str, scenes: str = "hel
         "zero_unseen": lambda: ev.eval_clip_zero_shot(clip, unseen, colors=ev.qa_data.COLORS),
         "r1": lambda: ev.eval_clip_retrieval(clip, data), "locate": lambda: ev.eval_clip_locate(clip, data),
         "vqa": lambda: ev.eval_vqa(vlm, data, baseline), "vqa_unseen": lambda: ev.eval_vqa(vlm, unseen, None),
-        "caps": lambda: ev.eval_captions(vlm, data),
+        "caps": lambda: ev.eval_captions(vlm, data), "objects": lambda: ev.eval_objects(vlm, data),
         "diff": lambda: ev.eval_diffusion(diffusion, vlm, data, n=n_diffusion),
         "ms": lambda: _latency_ms(data["images"][0], weights),
     }
@@ -66,7 +66,7 @@ def evaluate_tools(clip_w: str, vlm_w: str, diffusion_w: str, scenes: str = "hel
         "clip_retrieval_r1": res["r1"], "clip_locate_acc": res["locate"],
         "vqa_acc": vqa["acc"], "vqa_question_only_acc": vqa.get("question_only_acc"), "vqa_acc_by_type": vqa["by_type"],
         "vqa_n": vqa["n"], "vqa_acc_unseen_colors": res["vqa_unseen"]["acc"],
-        "caption_precision": caps["precision"], "caption_recall": caps["recall"],
+        "caption_precision": caps["precision"], "caption_recall": caps["recall"], "vlm_objects": res["objects"],
         "diffusion_attr_acc": diff["attr_acc"], "diffusion_object_acc": diff["object_acc"],
         "diffusion_images_per_s": diff["images_per_s"], "ms_per_call": res["ms"],
         "scenes": {"name": scenes, "n": len(data["images"]), "unseen_colors_n": len(unseen["images"])},
@@ -85,6 +85,10 @@ def print_report(r: dict) -> None:
           f"n={r['vqa_n']}); unseen colours {pct(r['vqa_acc_unseen_colors'])}")
     print("  by type: " + ", ".join(f"{t} {pct(v)}" for t, v in r["vqa_acc_by_type"].items()))
     print(f"captions: attribute precision {r['caption_precision']:.3f}, recall {r['caption_recall']:.3f}")
+    if r.get("vlm_objects"):
+        o = r["vlm_objects"]
+        print(f"VLM object detector: recall {pct(o['recall'])}, precision {pct(o['precision'])}, "
+              f"right count in {pct(o['count_exact'])} of scenes")
     print(f"diffusion: all described objects recognised in {pct(r['diffusion_attr_acc'])} of images "
           f"(per object {pct(r['diffusion_object_acc'])}); {r['diffusion_images_per_s']:.2f} images/s")
     print("ms per call: " + ", ".join(f"{k} {v:.1f}" for k, v in r["ms_per_call"].items()))

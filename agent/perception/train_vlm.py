@@ -17,6 +17,7 @@ from vla import ROOT
 from vla.agent.perception.evaluate import QuestionOnly
 from vla.agent.perception.runs import VlmRun
 from vla.agent.perception.scenes import load_set
+from vla.models.objects import object_centres
 from vla.models.tools import qa_data
 from vla.models.vlm import CAPTION_PROMPT
 
@@ -56,7 +57,7 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
     """Train a VLM from `run` on scene set `run.scenes` and save it (with baseline.json) to `out`."""
     from vla.agent.perception.loop import run_loop
     from vla.models.config import to_dict
-    from vla.models.vlm import load_vlm, new_vlm
+    from vla.models.vlm import OBJECT_FIELDS, load_vlm, new_vlm
 
     torch.manual_seed(run.train.seed)
     torch.set_num_threads(run.train.threads)
@@ -66,7 +67,8 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
         init = Path(run.clip_init) if Path(run.clip_init).is_absolute() else ROOT / run.clip_init
         run.model.vision.weights = run.clip_init if init.exists() else None
     if run.init:
-        vlm = load_vlm(run.init)
+        grow = {k: getattr(run.model, k) for k in OBJECT_FIELDS} if run.model.objects else None
+        vlm = load_vlm(run.init, objects=grow)
         run.model = vlm.net.cfg
         vlm.net.vision.tower.requires_grad_(not run.model.vision.freeze)
     else:
@@ -74,10 +76,15 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
     vlm.net.train()
     images = data["images"]
     cached = _frozen_patches(vlm.net, images) if run.model.vision.freeze else None       # (N, P, Dv) or None
+    centres = None
+    if vlm.net.objects is not None:
+        grid = vlm.net.objects.grid
+        centres = [object_centres(s, a, grid) for s, a in zip(data["seg"], data["annotations"])]
 
     def step(_):
         idx, prompts, answers = examples.batch(run.train.batch_size)
-        return vlm.net(images[idx], prompts, answers, None if cached is None else cached[idx])
+        return vlm.net(images[idx], prompts, answers, None if cached is None else cached[idx],
+                       None if centres is None else [centres[i] for i in idx])
 
     metrics = run_loop(vlm.net.parameters(), step, run.train, title=f"train vlm ({run.name})")
     vlm.net.eval()

@@ -54,8 +54,11 @@ def test_trained_tools_load_through_the_registry_and_evaluate(trained):
     vlm = load_vlm(str(trained / "vlm"))
     vqa = ev.eval_vqa(vlm, data, ev.QuestionOnly(vlm.extra["baseline.json"]))
     assert 0 <= vqa["acc"] <= 1 and 0 <= vqa["question_only_acc"] <= 1 and vqa["n"] > 0
+    found = ev.eval_objects(vlm, data)
+    assert set(found) == {"recall", "precision", "count_exact"} and all(0 <= v <= 1 for v in found.values())
     run = json.loads((trained / "vlm" / "run.json").read_text())
     assert run["run"]["name"] == "debug" and run["metrics"]["steps"] == 2
+    assert run["run"]["model"]["objects"] == 4 and run["metrics"]["centre_loss"] > 0   # trained on true centres
 
 
 def test_question_only_baseline_answers_the_majority():

@@ -12,13 +12,7 @@ from vla.agent.perception.runs import load_run, presets
 from vla.models.clip import ClipConfig, load_clip, new_clip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded; restore torch's setting for the rest of the suite."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SENTENCES = ["a small red block in a green bowl", "a blue cylinder left of a yellow bowl"]

@@ -14,13 +14,7 @@ from vla.models.diffusion import load_diffusion, new_diffusion
 from vla.models.tools import get_tool
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded; restore torch's setting for the rest of the suite."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CLIP = ClipConfig(embed_dim=16, image_size=32, patch_size=8, vision_width=32, vision_layers=1, head_width=16,

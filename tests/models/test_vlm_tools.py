@@ -12,13 +12,7 @@ from vla.models.tools import get_tool
 from vla.models.vlm import CAPTION_PROMPT, load_vlm, new_vlm
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded; restore torch's setting for the rest of the suite."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SENTENCES = ["a small red block in a green bowl", "what colour is the bowl? green", "is there a red block? yes"]
@@ -55,7 +49,7 @@ def test_the_queries_read_the_question_only_with_text_input(text_input):
     vlm.net.eval()
     images = _images(1).repeat(2, 0)
     with torch.no_grad():
-        embeds, _ = vlm.net.prefix(images, ["what colour is the bowl?", "is there a red block?"])
+        embeds, _, _ = vlm.net.prefix(images, ["what colour is the bowl?", "is there a red block?"])
     q = run.model.bridge.num_queries
     assert torch.allclose(embeds[0, :q], embeds[1, :q]) != text_input
     assert (vlm.net.text_to_bridge is not None) == text_input
