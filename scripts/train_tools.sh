@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Reproduce the shipped perception tools (models/weights/{clip,vlm,diffusion}) on two CPU cores, about 4 h.
+# Reproduce the shipped perception tools (models/weights/{clip,vlm,diffusion}) on two CPU cores, about 4 h 30 min.
 # The scene sets (data/tools/*.npz) are rendered on first use. Runs are minute-budgeted, as the shipped ones
 # were, so a rerun lands close to the shipped weights but not bit-identical (use train.steps=N for that).
 #   clip       4 stages, each continuing the last (init=) with a fresh schedule: 20 + 26 + 24 + 20 minutes
 #   vlm        frozen vision tower from the CLIP + conv stem, on the 17k train_xl scenes: 6000 steps (25 min),
 #              then 16 and 13 minutes more at lower rates, without object tokens; then the object tokens are
-#              added (model.objects, 6000 steps, 29 min) and trained on for 30 minutes more
+#              added (model.objects, 6000 steps, 29 min), trained on for 30 minutes more, and moved after the
+#              question (model.objects_after_prompt) for a last 30 minutes. (The shipped run's first object stage
+#              had no colour/size head and no raw colour yet; the next stage added them.)
 #   diffusion  conditioned on the shipped CLIP's text tower (a frozen copy is saved with it), 24 minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +26,10 @@ $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm tr
     train.warmup_steps=20 train.threads=2 model.objects=0
 $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=13 train.lr=0.0002 \
     train.warmup_steps=20 train.threads=2 model.objects=0
-$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.threads=2
+$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.threads=2 \
+    model.objects_after_prompt=false
+$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
+    train.lr=0.0004 train.threads=2 model.objects_after_prompt=false
 $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
     train.lr=0.0004 train.threads=2
 $vla train diffusion --preset tiny --out models/weights/diffusion train.minutes=24
