@@ -30,6 +30,10 @@ class DiffusionConfig:
     guidance: float = 3.0
     sample_steps: int = 25
     text_width: int = 0        # filled from the CLIP text tower
+    # "epsilon" (DDPM's noise) or "v_prediction" (Salimans & Ho 2022). With epsilon a small UNet's error is
+    # multiplied by up to 1/sqrt(alpha_bar) in its clean-image estimate at high noise, and sampling from pure
+    # noise gave noise; v keeps that estimate bounded
+    prediction_type: str = "epsilon"
 
 
 def build_unet(cfg: DiffusionConfig):
@@ -47,9 +51,11 @@ def build_unet(cfg: DiffusionConfig):
 def make_scheduler(cfg: DiffusionConfig, kind: str = "ddpm"):
     from diffusers import DDIMScheduler, DDPMScheduler
 
+    if cfg.prediction_type not in ("epsilon", "v_prediction"):
+        raise VLAError(f"diffusion prediction_type must be 'epsilon' or 'v_prediction', got {cfg.prediction_type!r}.")
     cls = DDPMScheduler if kind == "ddpm" else DDIMScheduler
-    return cls(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.beta_schedule, prediction_type="epsilon",
-               clip_sample=True)
+    return cls(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.beta_schedule,
+               prediction_type=cfg.prediction_type, clip_sample=True)
 
 
 class Diffusion:
@@ -67,11 +73,14 @@ class Diffusion:
             return text_token_features(self.clip.model, ids)
 
     def loss(self, images: torch.Tensor, cond: torch.Tensor, generator=None) -> torch.Tensor:
-        """DDPM noise-prediction loss; images float (B, 3, S, S) in [-1, 1], cond (B, L, Wt)."""
+        """DDPM loss against the noise or the velocity (`prediction_type`); images float (B, 3, S, S) in [-1, 1],
+        cond (B, L, Wt)."""
         noise = torch.randn(images.shape, generator=generator).to(images.device)
         t = torch.randint(0, self.cfg.train_timesteps, (images.shape[0],), generator=generator).to(images.device)
         noisy = self.train_scheduler.add_noise(images, noise, t)
         pred = self.unet(noisy, t, encoder_hidden_states=cond).sample                    # (B, 3, S, S)
+        if self.cfg.prediction_type == "v_prediction":
+            return F.mse_loss(pred, self.train_scheduler.get_velocity(images, noise, t))
         return F.mse_loss(pred, noise)
 
     @torch.no_grad()

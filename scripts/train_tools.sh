@@ -8,7 +8,7 @@
 #              added (model.objects, 6000 steps, 29 min), trained on for 30 minutes more, and moved after the
 #              question (model.objects_after_prompt) for a last 30 minutes. (The shipped run's first object stage
 #              had no colour/size head and no raw colour yet; the next stage added them.)
-#   diffusion  conditioned on the shipped CLIP's text tower (a frozen copy is saved with it), 24 minutes
+#   diffusion  conditioned on the shipped CLIP's text tower (a frozen copy is saved with it), v-prediction, 20 min
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
@@ -32,5 +32,5 @@ $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm tr
     train.lr=0.0004 train.threads=2 model.objects_after_prompt=false
 $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
     train.lr=0.0004 train.threads=2
-$vla train diffusion --preset tiny --out models/weights/diffusion train.minutes=24
+$vla train diffusion --preset tiny --out models/weights/diffusion train.minutes=20
 $vla eval tools --json

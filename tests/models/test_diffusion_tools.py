@@ -38,6 +38,29 @@ def test_every_preset_trains_saves_and_loads(preset, tmp_path):
     assert a.shape == (1, 16, 16, 3) and a.dtype == np.uint8
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_the_loss_targets_the_noise_or_the_velocity(prediction):
+    """A UNet that outputs exactly the target (the noise, or sqrt(ab) * noise - sqrt(1 - ab) * x) has zero loss."""
+    cfg = load_run("diffusion", "debug").model
+    cfg.prediction_type = prediction
+    diff = new_diffusion(cfg, new_clip(CLIP, ["a red block"]))
+    x = torch.rand(2, 3, cfg.image_size, cfg.image_size) * 2 - 1
+
+    class Oracle(torch.nn.Module):
+        def forward(self, noisy, t, encoder_hidden_states):
+            ab = diff.train_scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+            noise = (noisy - ab.sqrt() * x) / (1 - ab).sqrt()
+            target = noise if prediction == "epsilon" else ab.sqrt() * noise - (1 - ab).sqrt() * x
+            return type("Out", (), {"sample": target})()
+
+    diff.unet = Oracle()
+    assert float(diff.loss(x, diff.encode(["a red block", ""]), torch.Generator().manual_seed(0))) < 1e-8
+    assert diff.train_scheduler.config.prediction_type == prediction
+    cfg.prediction_type = "sample"
+    with pytest.raises(VLAError, match="prediction_type must be"):
+        new_diffusion(cfg, new_clip(CLIP, ["a red block"]))
+
+
 def test_prompt_too_long_and_wrong_checkpoint(tmp_path):
     diff = new_diffusion(load_run("diffusion", "debug").model, new_clip(CLIP, ["a red block"]))
     with pytest.raises(VLAError, match="at most 11"):
