@@ -7,6 +7,7 @@ between the two (the vision tower can start from the CLIP checkpoint, `model.vis
 Sequence layout, identical in training and inference so positions never shift:
     [vision queries (Q) | object tokens (K, masked where empty) | prompt, left-padded to max_prompt_tokens (P)
      | [SEP] | answer ... [EOS] pad]
+with `objects_after_prompt` the object tokens sit between the prompt and [SEP] instead (the shipped model).
 A caption is the answer to the fixed prompt `CAPTION_PROMPT`; a VQA answer follows its question.
 `load_vlm` also opens a local Hugging Face BLIP-2 or LLaVA directory (see `vlm_hf`).
 """
@@ -42,7 +43,7 @@ class VLMConfig:
                                                              intermediate_size=384, max_positions=128))
     max_prompt_tokens: int = 16
     max_answer_tokens: int = 40
-    objects: int = 0             # object-token slots after the vision queries (0 = none; see vla.models.objects)
+    objects: int = 0             # object-token slots (0 = none; see vla.models.objects)
     object_channels: int = 32
     object_threshold: float = 0.5  # a heatmap peak above this is an object (held-out detection: see `vla eval tools`)
     objects_after_prompt: bool = False  # object tokens between the prompt and [SEP], so they read the question
