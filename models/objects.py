@@ -1,13 +1,16 @@
 """Object tokens for the VLM: a CenterNet-style detector over the pixels whose peaks become LM tokens.
 
-A frozen CLIP tower's 12-pixel patches mix the 4-8 pixel objects of a 96-pixel scene, and neither bridge learnt
-to compare two objects' positions (spatial questions stayed at chance, on training scenes too). This module finds
-the objects instead (Zhou et al. 2019, "Objects as Points"): a small conv net scores every cell of a grid at half
-the image's resolution for the centre of a block, a cylinder or a bowl, trained with CenterNet's focal loss
-against Gaussians around the centres of the segmentation. Each centre becomes one token: the conv features
-there, its shape class and its (x, y) in sin-cos form. Tokens are sorted left to right, so their order in the
-sequence says the same as their x. Training reads the true centres (jittered by up to half a cell); inference
-takes the peaks above `threshold`, at most `slots` of them.
+A frozen CLIP tower's 12-pixel patches mix the 4-8 pixel objects of a 96-pixel scene. This module finds the
+objects instead (Zhou et al. 2019, "Objects as Points"): a small conv net scores every cell of a grid at half the
+image's resolution for the centre of a block, a cylinder or a bowl, trained with CenterNet's focal loss against
+Gaussians around the centroids of the segmentation. Beside it, as CenterNet regresses a box beside each centre, an
+attribute head learns the colour and size at every true centre: the answer loss alone did not put colour into the
+features there (a linear probe read it from 23 % of the tokens after 6000 steps).
+
+Each centre becomes one token: the conv features there plus a shape-class embedding, its (x, y) in sin-cos form,
+and the raw colour of the 3x3 pixels there. Tokens are sorted left to right, so their order in the sequence says
+the same as their x. Training reads the true centres (jittered by up to half a cell); inference takes the peaks
+above `threshold`, at most `slots` of them.
 """
 from __future__ import annotations
 
@@ -48,10 +51,10 @@ def _sincos(xy: torch.Tensor, bands: int) -> torch.Tensor:
 
 
 class ObjectTokens(nn.Module):
-    """uint8-normalised pixels (B, 3, S, S) -> object tokens (B, slots, out_dim), their mask and centre heatmap."""
+    """Normalised pixels (B, 3, S, S) -> object tokens (B, slots, out_dim), their mask, and what `loss` needs."""
 
     def __init__(self, slots: int, channels: int, out_dim: int, image_size: int, colors: int = len(COLORS),
-                 threshold: float = 0.3, bands: int = 6):
+                 threshold: float = 0.5, bands: int = 6):
         super().__init__()
         self.slots, self.grid, self.threshold, self.bands = slots, image_size // 2, threshold, bands
         c = channels

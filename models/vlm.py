@@ -112,7 +112,7 @@ class VLMNet(nn.Module):
         """-> embeddings (B, Q+K+P+1, H), their mask and the object detector's outputs (None without) for
         [vision queries | object tokens | prompt | SEP]; `patches` are the frozen tower's precomputed tokens for
         `images` (see `patches`), `centres` the true object centres (training; see ObjectTokens)."""
-        pixels = self._pixels(images)
+        pixels = None if self.objects is None else self._pixels(images)    # else `patches` makes its own if needed
         patches = self.patches(images, patches, pixels)
         ids, mask = self.encode_prompts(prompts)
         text = self.llm.get_input_embeddings()(ids)                                     # (B, P+1, H)
