@@ -11,6 +11,10 @@ Each centre becomes one token: the conv features there plus a shape-class embedd
 and the raw colour of the 3x3 pixels there. Tokens are sorted left to right, so their order in the sequence says
 the same as their x. Training reads the true centres (jittered by up to half a cell); inference takes the peaks
 above `threshold`, at most `slots` of them.
+
+Grounding (`roles`): a head on the LM's hidden states at the tokens learns which of them each object phrase of the
+question names (`role_loss`; the targets come from the questions' `refs`). `relate` turns its soft pointers into
+the named objects' positions and their offset, for the VLM's [SEP] token.
 """
 from __future__ import annotations
 
@@ -25,21 +29,31 @@ from vla.models.tools.qa_data import COLORS
 
 SHAPE_CLASSES = ("block", "cylinder", "bowl")
 SIZES = (None, "small", "large")
+ROLES = 3   # an object token's role in a question: not named, named by its first object phrase, by its second
 
 
-def object_centres(seg: np.ndarray, annotation: dict, grid: int, colors: tuple[str, ...] = COLORS) -> np.ndarray:
-    """(M, 5) float rows (shape class, x, y, colour, size) for the objects of `annotation` that show at least one
-    pixel in a segmentation (S, S) of object ids: x, y is the centroid of the visible pixels in grid cells, colour
-    the index in `colors` (-1 if not there), size the index in SIZES."""
-    scale = grid / seg.shape[0]
-    rows = []
+def visible_objects(seg: np.ndarray, annotation: dict) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+    """(object, ys, xs of its pixels) for the objects of `annotation` with at least one pixel in `seg` (S, S)."""
+    out = []
     for obj in annotation["objects"]:
         ys, xs = np.nonzero(seg == obj["id"])
         if len(ys):
-            rows.append((SHAPE_CLASSES.index(obj["shape"]), (xs.mean() + 0.5) * scale - 0.5,
-                         (ys.mean() + 0.5) * scale - 0.5,
-                         colors.index(obj["color"]) if obj.get("color") in colors else -1,
-                         SIZES.index(obj.get("size"))))
+            out.append((obj, ys, xs))
+    return out
+
+
+def object_centres(seg: np.ndarray, annotation: dict, grid: int, colors: tuple[str, ...] = COLORS) -> np.ndarray:
+    """(M, 5) float rows (shape class, x, y, colour, size), in `visible_objects` order, for the objects of
+    `annotation` that show at least one pixel in a segmentation (S, S) of object ids: x, y is the centroid of the
+    visible pixels in grid cells, colour the index in `colors` (-1 if not there), size the index in SIZES.
+    A sixth column may be added for training: the object's role in the question (see `ObjectTokens.loss`)."""
+    scale = grid / seg.shape[0]
+    rows = []
+    for obj, ys, xs in visible_objects(seg, annotation):
+        rows.append((SHAPE_CLASSES.index(obj["shape"]), (xs.mean() + 0.5) * scale - 0.5,
+                     (ys.mean() + 0.5) * scale - 0.5,
+                     colors.index(obj["color"]) if obj.get("color") in colors else -1,
+                     SIZES.index(obj.get("size"))))
     return np.array(rows, np.float32).reshape(-1, 5)
 
 
@@ -54,7 +68,8 @@ class ObjectTokens(nn.Module):
     """Normalised pixels (B, 3, S, S) -> object tokens (B, slots, out_dim), their mask, and what `loss` needs."""
 
     def __init__(self, slots: int, channels: int, out_dim: int, image_size: int, colors: int = len(COLORS),
-                 threshold: float = 0.5, bands: int = 6):
+                 threshold: float = 0.5, bands: int = 6, roles: bool = False, hidden: int | None = None,
+                 relation: bool = False):
         super().__init__()
         self.slots, self.grid, self.threshold, self.bands = slots, image_size // 2, threshold, bands
         c = channels
@@ -75,21 +90,31 @@ class ObjectTokens(nn.Module):
         self.rgb = nn.Linear(3, out_dim)                                                 # raw colour, zero at first
         nn.init.zeros_(self.rgb.weight)
         nn.init.zeros_(self.rgb.bias)
+        # grounding: which object each token is in the question (none / first / second phrase), read from the
+        # LM's hidden state at the token one layer before the last (see VLMNet.forward)
+        hidden = hidden or out_dim
+        self.roles = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, ROLES)) if roles or relation else None
+        # and where the named objects are: soft pointers from the roles to the tokens' positions (see `relate`)
+        self.relation = None
+        if relation:
+            self.relation = nn.Sequential(nn.Linear(8, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+            nn.init.zeros_(self.relation[2].weight)                                    # adds nothing at first
+            nn.init.zeros_(self.relation[2].bias)
 
     def forward(self, pixels: torch.Tensor, centres: list[np.ndarray] | None = None):
         """-> tokens (B, K, D), mask (B, K) long, and `aux` for `loss` (the heat logits (B, 3, g, g), attribute
-        logits (B, K, A) and the rows behind the tokens (B, K, 5)). `centres`: per image (M, 5) rows of
-        `object_centres` (training); None detects them."""
+        logits (B, K, A) and the rows behind the tokens (B, K, 6), -1 where empty). `centres`: per image (M, 5)
+        rows of `object_centres`, or (M, 6) with each object's role (training); None detects them."""
         feats = self.net(pixels)                                                         # (B, C, g, g)
         heat = self.heat(feats)
         found = self.detect(heat) if centres is None else centres
         B, K = len(found), self.slots
-        rows = torch.full((B, K, 5), -1.0, device=pixels.device)
+        rows = torch.full((B, K, 6), -1.0, device=pixels.device)
         mask = torch.zeros(B, K, dtype=torch.long, device=pixels.device)
         for b, c in enumerate(found):
             c = np.asarray(c, np.float32)[: K]
             c = c[np.argsort(c[:, 1], kind="stable")]                                    # left to right
-            rows[b, :len(c), :c.shape[1]] = torch.as_tensor(c, device=pixels.device)
+            rows[b, :len(c), :c.shape[1]] = torch.as_tensor(c[:, :6], device=pixels.device)
             mask[b, :len(c)] = 1
         xy = rows[..., 1:3].clamp_min(0)                                                 # (B, K, 2) cells
         if centres is not None and self.training:  # true centres, moved by up to half a cell as a peak would be
@@ -137,3 +162,30 @@ class ObjectTokens(nn.Module):
         size_target = torch.where(rows[..., 0] >= 0, rows[..., 4], -1.0).long().flatten()
         size = F.cross_entropy(attrs[..., self.colors:].flatten(0, 1), size_target, ignore_index=-1)
         return (pos_loss + neg_loss) / pos.sum().clamp_min(1) + torch.nan_to_num(color) + torch.nan_to_num(size)
+
+    def role_loss(self, hidden: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of each token's role in the question (column 5 of `rows`; -1 = unknown, skipped) from the
+        LM's hidden states at the object tokens (B, K, H): referring-expression grounding, so the LM binds "the
+        red block" to its token before it compares positions or answers about it."""
+        logits = self.roles(hidden.float())
+        target = torch.where(rows[..., 0] >= 0, rows[..., 5], -1.0).long().flatten()
+        if not bool((target >= 0).any()):
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits.flatten(0, 1), target, ignore_index=-1)
+
+    def relate(self, hidden: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """(B, H) vector for [SEP]: where the objects the question names are, from the role head's soft pointers.
+
+        The LM found which token each object phrase names (the role head reads that) but did not learn to compare
+        two tokens' positions (left/right stayed at chance). So for each phrase k the tokens' (x, y), weighted by
+        their probability of role k (divided by the total when it passes 1: several objects for "how many"),
+        and the offset between the two phrases' positions and each phrase's total weight go through an MLP
+        (zero at first) into the [SEP] embedding, which is where the answer is read."""
+        prob = self.roles(hidden.float()).softmax(-1)[..., 1:]                          # (B, K, 2)
+        weight = prob * (rows[..., 0] >= 0).float()[..., None]
+        mass = weight.sum(1)                                                            # (B, 2)
+        weight = weight / mass.clamp_min(1.0)[:, None]
+        xy = (rows[..., 1:3].clamp_min(0) + 0.5) / self.grid                             # (B, K, 2) in [0, 1]
+        pos = torch.einsum("bkr,bkc->brc", weight, xy)                                  # (B, 2 phrases, 2)
+        feat = torch.cat([pos.flatten(1), 10 * (pos[:, 0] - pos[:, 1]), mass.clamp_max(1.0)], 1)
+        return self.relation(feat)

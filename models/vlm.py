@@ -8,6 +8,8 @@ Sequence layout, identical in training and inference so positions never shift:
     [vision queries (Q) | object tokens (K, masked where empty) | prompt, left-padded to max_prompt_tokens (P)
      | [SEP] | answer ... [EOS] pad]
 with `objects_after_prompt` the object tokens sit between the prompt and [SEP] instead (the shipped model).
+There, with `object_roles`, a grounding head learns which object tokens the question names, and with
+`object_relation` the positions it points at are added to [SEP] (see ObjectTokens.relate and VLMNet._run).
 A caption is the answer to the fixed prompt `CAPTION_PROMPT`; a VQA answer follows its question.
 `load_vlm` also opens a local Hugging Face BLIP-2 or LLaVA directory (see `vlm_hf`).
 """
@@ -29,7 +31,8 @@ from vla.models.qformer import BridgeConfig, build_bridge
 from vla.models.vision import VisionConfig, VisionEncoder
 
 CAPTION_PROMPT = "describe the scene ."
-OBJECT_FIELDS = ("objects", "object_channels", "object_threshold", "objects_after_prompt")
+OBJECT_FIELDS = ("objects", "object_channels", "object_threshold", "objects_after_prompt", "object_roles",
+                 "object_relation")
 SEP, EOS = "[SEP]", "[EOS]"
 
 
@@ -47,6 +50,8 @@ class VLMConfig:
     object_channels: int = 32
     object_threshold: float = 0.5  # a heatmap peak above this is an object (held-out detection: see `vla eval tools`)
     objects_after_prompt: bool = False  # object tokens between the prompt and [SEP], so they read the question
+    object_roles: bool = False   # train a grounding head: each object token's role in the question (ObjectTokens)
+    object_relation: bool = False  # and give [SEP] the named objects' positions (needs objects_after_prompt)
 
 
 def make_tokenizer(sentences: list[str]):
@@ -70,7 +75,11 @@ class VLMNet(nn.Module):
         # queries fetch what it asks about instead of a summary of the whole scene
         self.text_to_bridge = nn.Linear(cfg.llm.hidden_size, cfg.bridge.hidden_size) if cfg.bridge.text_input else None
         self.objects = (ObjectTokens(cfg.objects, cfg.object_channels, cfg.llm.hidden_size, cfg.vision.image_size,
-                                     threshold=cfg.object_threshold) if cfg.objects else None)
+                                     threshold=cfg.object_threshold, roles=cfg.object_roles,
+                                     relation=cfg.object_relation) if cfg.objects else None)
+        if cfg.object_relation and not (cfg.objects and cfg.objects_after_prompt):
+            raise VLAError("model.object_relation needs object tokens after the prompt: set model.objects > 0 and "
+                           "model.objects_after_prompt=true.")
         self.sep_id, self.eos_id = tokenizer.convert_tokens_to_ids(SEP), tokenizer.convert_tokens_to_ids(EOS)
         self.pad_id = tokenizer.pad_token_id
 
@@ -130,8 +139,9 @@ class VLMNet(nn.Module):
 
     def forward(self, images, prompts: list[str], answers: list[str], patches: torch.Tensor | None = None,
                 centres=None):
-        """Teacher-forced cross-entropy over the answer tokens and [EOS], plus the object-centre loss when the
-        true `centres` are given (see ObjectTokens)."""
+        """Teacher-forced cross-entropy over the answer tokens and [EOS], plus, when the true `centres` are given,
+        the object-centre loss and (with `object_roles` and a sixth, role column in them) the grounding loss
+        (see ObjectTokens)."""
         toks = [(self._ids(a) + [self.eos_id])[: self.cfg.max_answer_tokens] for a in answers]
         tgt = torch.full((len(answers), max(map(len, toks)) + 1), -100, dtype=torch.long)   # (B, A)
         for i, tok in enumerate(toks):
@@ -140,9 +150,9 @@ class VLMNet(nn.Module):
         embeds, mask, found = self.prefix(images, prompts, patches, centres)
         fed = tgt[:, :-1].clamp_min(0)                                                   # (B, A-1)
         fed_mask = (tgt[:, :-1] != -100).long()
-        x = torch.cat([embeds, self.llm.get_input_embeddings()(fed).to(embeds.dtype)], 1)
-        out = base_model(self.llm)(inputs_embeds=x, attention_mask=torch.cat([mask, fed_mask], 1))
-        hidden = out.last_hidden_state[:, embeds.shape[1] - 1:]                          # (B, A, H)
+        roles = found is not None and centres is not None and self.objects.roles is not None
+        hidden, _, objects = self._run(embeds, mask, found, self.llm.get_input_embeddings()(fed).to(embeds.dtype),
+                                       fed_mask, objects_hidden=roles)                   # (B, A, H)
         logits = self.llm.get_output_embeddings()(hidden).float()                       # (B, A, V)
         loss = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100)
         with torch.no_grad():
@@ -152,16 +162,43 @@ class VLMNet(nn.Module):
         if found is not None and centres is not None:
             centre_loss = self.objects.loss(found, centres)
             loss, metrics["centre_loss"] = loss + centre_loss, centre_loss.detach()
+        if roles:
+            role_loss = self.objects.role_loss(objects, found["rows"])
+            loss, metrics["role_loss"] = loss + role_loss, role_loss.detach()
         return loss, metrics
+
+    def _run(self, embeds, mask, found, tail=None, tail_mask=None, objects_hidden: bool = False):
+        """The LM over the prefix and a teacher-forced `tail` -> (hidden states from [SEP] on, the KV cache, and
+        the object tokens' hidden states one layer before the last, so the last layer can use what the grounding
+        found; None unless `objects_hidden`). With `object_relation` the prefix up to [SEP] runs first, and the
+        grounding's pointers (ObjectTokens.relate) join [SEP] before the rest runs on its cache: the object
+        tokens come before [SEP], so, the LM being causal, nothing else changes."""
+        body = base_model(self.llm)
+        relate = self.objects is not None and self.objects.relation is not None
+        K = self.cfg.objects    # the object tokens end before [SEP], or before the prompt and [SEP]
+        start = embeds.shape[1] - K - (1 if self.cfg.objects_after_prompt else self.cfg.max_prompt_tokens + 1)
+        tail = embeds[:, :0] if tail is None else tail
+        tail_mask = mask[:, :0] if tail_mask is None else tail_mask
+        if not relate:
+            out = body(inputs_embeds=torch.cat([embeds, tail], 1), attention_mask=torch.cat([mask, tail_mask], 1),
+                       output_hidden_states=objects_hidden, use_cache=True)
+            objects = out.hidden_states[-2][:, start:start + K] if objects_hidden else None
+            return out.last_hidden_state[:, embeds.shape[1] - 1:], out.cache, objects
+        first = body(inputs_embeds=embeds[:, :-1], attention_mask=mask[:, :-1], output_hidden_states=True,
+                     use_cache=True)
+        objects = first.hidden_states[-2][:, start:start + K]
+        sep = embeds[:, -1:] + self.objects.relate(objects, found["rows"]).to(embeds.dtype)[:, None]
+        out = body(inputs_embeds=torch.cat([sep, tail], 1), attention_mask=torch.cat([mask, tail_mask], 1),
+                   cache=first.cache, use_cache=True)
+        return out.last_hidden_state, out.cache, objects
 
     @torch.no_grad()
     def generate(self, images, prompts: list[str], max_tokens: int | None = None) -> list[str]:
         """Greedy decoding with a KV cache -> one answer string per image."""
         max_tokens = max_tokens or self.cfg.max_answer_tokens
-        embeds, mask, _ = self.prefix(images, prompts)
+        embeds, mask, found = self.prefix(images, prompts)
         body, embed, head = base_model(self.llm), self.llm.get_input_embeddings(), self.llm.get_output_embeddings()
-        out = body(inputs_embeds=embeds, attention_mask=mask, use_cache=True)
-        cache, hidden = out.cache, out.last_hidden_state[:, -1:]
+        hidden, cache, _ = self._run(embeds, mask, found)                                # (B, 1, H)
         done = torch.zeros(len(prompts), dtype=torch.bool, device=self.device)
         tokens = []
         for _ in range(max_tokens):

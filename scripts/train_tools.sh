@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Reproduce the shipped perception tools (models/weights/{clip,vlm,diffusion}) on two CPU cores, about 4 h 30 min.
+# Reproduce the shipped perception tools (models/weights/{clip,vlm,diffusion}) on two CPU cores, about 6 h.
 # The scene sets (data/tools/*.npz) are rendered on first use. Runs are minute-budgeted, as the shipped ones
 # were, so a rerun lands close to the shipped weights but not bit-identical (use train.steps=N for that).
 #   clip       4 stages, each continuing the last (init=) with a fresh schedule: 20 + 26 + 24 + 20 minutes
 #   vlm        frozen vision tower from the CLIP + conv stem, on the 17k train_xl scenes: 6000 steps (25 min),
 #              then 16 and 13 minutes more at lower rates, without object tokens; then the object tokens are
 #              added (model.objects, 6000 steps, 29 min), trained on for 30 minutes more, and moved after the
-#              question (model.objects_after_prompt) for a last 30 minutes. (The shipped run's first object stage
-#              had no colour/size head and no raw colour yet; the next stage added them.)
+#              question (model.objects_after_prompt) for 30 minutes; then 30 minutes with the grounding head
+#              (model.object_roles), and 30 + 30 more with the relation to [SEP] (model.object_relation).
+#              (The shipped run's first object stage had no colour/size head and no raw colour yet; the next stage
+#              added them.)
 #   diffusion  conditioned on the shipped CLIP's text tower (a frozen copy is saved with it), v-prediction, 20 min
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,16 +23,23 @@ $vla train clip --preset tiny --out "$clip" init=$clip train.minutes=24 train.th
     train.warmup_steps=50 crop_fraction=0.6
 $vla train clip --preset tiny --out "$clip" init=$clip train.minutes=20 train.lr=0.0003 train.warmup_steps=20 \
     crop_fraction=0.6
-$vla train vlm --preset tiny --out models/weights/vlm train.threads=2 model.objects=0
+plain="model.objects=0 model.object_roles=false model.object_relation=false"
+$vla train vlm --preset tiny --out models/weights/vlm train.threads=2 $plain
 $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=16 train.lr=0.0003 \
-    train.warmup_steps=20 train.threads=2 model.objects=0
+    train.warmup_steps=20 train.threads=2 $plain
 $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=13 train.lr=0.0002 \
-    train.warmup_steps=20 train.threads=2 model.objects=0
-$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.threads=2 \
-    model.objects_after_prompt=false
+    train.warmup_steps=20 train.threads=2 $plain
+before="model.objects_after_prompt=false model.object_roles=false model.object_relation=false"
+$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.threads=2 $before
 $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
-    train.lr=0.0004 train.threads=2 model.objects_after_prompt=false
+    train.lr=0.0004 train.threads=2 $before
+$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
+    train.lr=0.0004 train.threads=2 model.object_roles=false model.object_relation=false
+$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
+    train.lr=0.0004 train.threads=2 model.object_relation=false
 $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
     train.lr=0.0004 train.threads=2
+$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
+    train.lr=0.0002 train.warmup_steps=20 train.threads=2
 $vla train diffusion --preset tiny --out models/weights/diffusion train.minutes=20
 $vla eval tools --json

@@ -11,13 +11,14 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from vla import ROOT
 from vla.agent.perception.evaluate import QuestionOnly
 from vla.agent.perception.runs import VlmRun
 from vla.agent.perception.scenes import load_set
-from vla.models.objects import object_centres
+from vla.models.objects import object_centres, visible_objects
 from vla.models.tools import qa_data
 from vla.models.vlm import CAPTION_PROMPT
 
@@ -43,14 +44,16 @@ class VlmExamples:
         return self.captions + [q["question"] + " " + q["answer"] for q in self.all_questions()] + \
             [" ".join(qa_data.COLORS)]
 
-    def batch(self, size: int) -> tuple[list[int], list[str], list[str]]:
+    def batch(self, size: int) -> tuple[list[int], list[str], list[str], list[list | None]]:
         """A batch of captions (with probability `caption_fraction`) or of QA pairs: short QA answers then
-        need no padding to caption length, which roughly halves the cost of a QA step."""
+        need no padding to caption length, which roughly halves the cost of a QA step. The last list holds
+        each question's `refs` (None for a caption)."""
         if self.rng.random() < self.caption_fraction:
             idx = [self.rng.randrange(len(self.captions)) for _ in range(size)]
-            return idx, [CAPTION_PROMPT] * size, [self.captions[i] for i in idx]
+            return idx, [CAPTION_PROMPT] * size, [self.captions[i] for i in idx], [None] * size
         pairs = [self.rng.choice(self.by_type[self.rng.choice(self.types)]) for _ in range(size)]
-        return [i for i, _ in pairs], [q["question"] for _, q in pairs], [q["answer"] for _, q in pairs]
+        return ([i for i, _ in pairs], [q["question"] for _, q in pairs], [q["answer"] for _, q in pairs],
+                [q["refs"] for _, q in pairs])
 
 
 def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
@@ -76,21 +79,31 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
     vlm.net.train()
     images = data["images"]
     cached = _frozen_patches(vlm.net, images) if run.model.vision.freeze else None       # (N, P, Dv) or None
-    centres = None
+    centres = ids = None
     if vlm.net.objects is not None:
         grid = vlm.net.objects.grid
         centres = [object_centres(s, a, grid) for s, a in zip(data["seg"], data["annotations"])]
+        ids = [[o["id"] for o, _, _ in visible_objects(s, a)] for s, a in zip(data["seg"], data["annotations"])]
 
     def step(_):
-        idx, prompts, answers = examples.batch(run.train.batch_size)
+        idx, prompts, answers, refs = examples.batch(run.train.batch_size)
         return vlm.net(images[idx], prompts, answers, None if cached is None else cached[idx],
-                       None if centres is None else [centres[i] for i in idx])
+                       None if centres is None else [with_roles(centres[i], ids[i], r) for i, r in zip(idx, refs)])
 
     metrics = run_loop(vlm.net.parameters(), step, run.train, title=f"train vlm ({run.name})")
     vlm.net.eval()
     baseline = QuestionOnly.fit(examples.all_questions())
     vlm.save(out, extra={"baseline.json": baseline.table, "run.json": {"run": to_dict(run), "metrics": metrics}})
     return metrics
+
+
+def with_roles(rows: np.ndarray, ids: list[int], refs: list[list[int]] | None) -> np.ndarray:
+    """`object_centres` rows (M, 5) of objects `ids` plus their role in a question with `refs` (0 = not named,
+    k = named by its k-th object phrase; -1 for all without refs, as for a caption)."""
+    role = np.full(len(rows), -1.0 if refs is None else 0.0, np.float32)
+    for k, group in enumerate(refs or []):
+        role[[j for j, i in enumerate(ids) if i in group]] = k + 1
+    return np.concatenate([rows, role[:, None]], 1)
 
 
 @torch.no_grad()

@@ -97,30 +97,35 @@ def captions(ann: dict, rng: random.Random | None = None) -> list[str]:
     return out
 
 
+def _ids(ann: dict, **attrs) -> list[int]:
+    return [o["id"] for o in ann["objects"] if all(o[k] == v for k, v in attrs.items())]
+
+
 def _qa_colour(ann, rng):
     out = []
     for o in ann["objects"]:
         ref = refer(o, ann["objects"], color=False)
         if ref:
-            out.append((rng.choice(["what colour is the {}?", "what color is the {}?"]).format(ref), o["color"]))
+            out.append((rng.choice(["what colour is the {}?", "what color is the {}?"]).format(ref), o["color"],
+                        [[o["id"]]]))
     return out
 
 
 def _qa_count(ann, rng):
     shapes = Counter(o["shape"] for o in ann["objects"])
     colors = Counter(o["color"] for o in ann["objects"])
-    out = [(f"how many {s}s are there?", str(shapes.get(s, 0))) for s in SHAPES]
+    out = [(f"how many {s}s are there?", str(shapes.get(s, 0)), [_ids(ann, shape=s)]) for s in SHAPES]
     present = sorted(colors)
     for c in rng.sample(present, min(2, len(present))):
-        out.append((f"how many {c} objects are there?", str(colors[c])))
+        out.append((f"how many {c} objects are there?", str(colors[c]), [_ids(ann, color=c)]))
     return out
 
 
 def _qa_existence(ann, rng):
     present = {(o["color"], o["shape"]) for o in ann["objects"]}
-    out = [(f"is there a {c} {s}?", "yes") for c, s in sorted(present)]
+    out = [(f"is there a {c} {s}?", "yes", [_ids(ann, color=c, shape=s)]) for c, s in sorted(present)]
     absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
-    out += [(f"is there a {c} {s}?", "no") for c, s in rng.sample(absent, min(len(present), len(absent)))]
+    out += [(f"is there a {c} {s}?", "no", [[]]) for c, s in rng.sample(absent, min(len(present), len(absent)))]
     return out
 
 
@@ -135,9 +140,10 @@ def _qa_spatial(ann, rng):
                 continue
             word = rng.choice(["left", "right"])
             truth = (gap < 0) == (word == "left")
-            out.append((f"is the {ra} {word} of the {rb}?", "yes" if truth else "no"))
+            out.append((f"is the {ra} {word} of the {rb}?", "yes" if truth else "no", [[a["id"]], [b["id"]]]))
             if rng.random() < 0.5:
-                out.append((f"which side of the {rb} is the {ra} on?", "left" if gap < 0 else "right"))
+                out.append((f"which side of the {rb} is the {ra} on?", "left" if gap < 0 else "right",
+                            [[b["id"]], [a["id"]]]))
     rng.shuffle(out)
     return out[:4]
 
@@ -152,7 +158,8 @@ def _qa_in(ann, rng):
         for b in bowls:
             rb = refer(b, objs)
             if rb:
-                out.append((f"is the {ra} in the {rb}?", "yes" if a.get("in") == b["id"] else "no"))
+                out.append((f"is the {ra} in the {rb}?", "yes" if a.get("in") == b["id"] else "no",
+                            [[a["id"]], [b["id"]]]))
     yes = [q for q in out if q[1] == "yes"]
     no = [q for q in out if q[1] == "no"]
     rng.shuffle(no)
@@ -164,11 +171,12 @@ def _qa_holding(ann, rng):
     ref = refer(_by_id(ann)[held], objs) if held is not None else None
     if held is not None and ref is None:
         return []
-    out = [("what is the gripper holding?", ref if ref else "nothing")]
+    out = [("what is the gripper holding?", ref if ref else "nothing", [[held] if held is not None else []])]
     graspable = [o for o in objs if o["shape"] != "bowl" and refer(o, objs)]
     if graspable:
         o = rng.choice(graspable)
-        out.append((f"is the gripper holding the {refer(o, objs)}?", "yes" if o["id"] == held else "no"))
+        out.append((f"is the gripper holding the {refer(o, objs)}?", "yes" if o["id"] == held else "no",
+                    [[o["id"]]]))
     return out
 
 
@@ -177,9 +185,12 @@ _GENERATORS = {"colour": _qa_colour, "count": _qa_count, "existence": _qa_existe
 
 
 def questions(ann: dict, rng: random.Random | None = None, types=QA_TYPES) -> list[dict]:
-    """Templated QA pairs `{"type", "question", "answer"}` for the scene, grouped by type in QA_TYPES order."""
+    """Templated QA pairs `{"type", "question", "answer", "refs"}` for the scene, grouped by type in QA_TYPES
+    order. `refs` grounds the question: per object phrase in the order the question names them, the ids of the
+    objects it refers to ("how many blue objects" -> every blue one; "is there a red bowl?" -> none when absent)."""
     rng = rng or random.Random(0)
-    return [{"type": t, "question": q, "answer": a} for t in types for q, a in _GENERATORS[t](ann, rng)]
+    return [{"type": t, "question": q, "answer": a, "refs": refs} for t in types
+            for q, a, refs in _GENERATORS[t](ann, rng)]
 
 
 _MENTION = re.compile(r"\b(?:(small|large) )?(" + "|".join(COLORS) + r") (" + "|".join(SHAPES) + r")\b")

@@ -59,6 +59,7 @@ def test_trained_tools_load_through_the_registry_and_evaluate(trained):
     run = json.loads((trained / "vlm" / "run.json").read_text())
     assert run["run"]["name"] == "debug" and run["metrics"]["steps"] == 2
     assert run["run"]["model"]["objects"] == 4 and run["metrics"]["centre_loss"] > 0   # trained on true centres
+    assert run["metrics"]["role_loss"] > 0                        # and on which objects each question names
 
 
 def test_question_only_baseline_answers_the_majority():

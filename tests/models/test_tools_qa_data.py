@@ -88,3 +88,27 @@ def test_caption_attribute_matching():
     tp, said, there = qa_data.attribute_match("a purple block and a red block", ann)
     assert (tp, said, there) == (1, 2, 5)
     assert len(qa_data.captions(ann)) >= 3
+
+
+def test_refs_ground_every_question_in_the_order_it_names_the_objects():
+    ann = _scene(holding=2)
+    by_id = {o["id"]: o for o in ann["objects"]}
+    qas = qa_data.questions(ann, random.Random(4))
+    assert {q["type"] for q in qas} == set(qa_data.QA_TYPES)
+    for q in qas:
+        text, refs = q["question"], q["refs"]
+        if q["type"] in ("spatial", "in"):            # two phrases, each one object, named in this order
+            first, second = (by_id[g[0]] for g in refs)
+            assert [len(g) for g in refs] == [1, 1]
+            a, b = qa_data.refer(first, ann["objects"]), qa_data.refer(second, ann["objects"])
+            assert f"the {a} " in text and text.index(f"the {a} ") < text.rindex(f"the {b}")
+        elif q["question"] == "how many blocks are there?":
+            assert refs == [[1, 5]]                   # every block
+        elif q["type"] == "existence":
+            assert refs == ([[]] if q["answer"] == "no" else
+                            [[o["id"] for o in ann["objects"] if f"a {o['color']} {o['shape']}?" in text]])
+        elif q["question"] == "what is the gripper holding?":
+            assert refs == [[2]]
+        elif q["type"] in ("colour", "holding"):
+            assert len(refs) == 1 and len(refs[0]) == 1 and qa_data.refer(by_id[refs[0][0]], ann["objects"]) in text
+    assert qa_data.questions(_scene(), random.Random(3), types=("holding",))[0]["refs"] == [[]]

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from vla.agent.perception.runs import load_run
+from vla.agent.perception.train_vlm import with_roles
 from vla import VLAError
 from vla.models.objects import ObjectTokens, object_centres
 from vla.models.vlm import load_vlm, new_vlm
@@ -151,3 +152,82 @@ def test_object_tokens_go_after_the_queries_or_between_the_prompt_and_sep(after_
     start = Q + P if after_prompt else Q
     assert mask[:, start:start + K].tolist() == [[1, 1, 0, 0], [1, 0, 0, 0]]
     assert mask[:, Q + (0 if after_prompt else K):][:, :P].sum(1).tolist() == [6, 6]   # its 6 tokens
+
+
+def test_roles_mark_the_objects_each_phrase_names_and_skip_captions():
+    rows = np.zeros((3, 5), np.float32)
+    ids = [4, 7, 9]                                                  # the visible objects behind the rows
+    np.testing.assert_array_equal(with_roles(rows, ids, [[9], [4]])[:, 5], [2, 0, 1])
+    np.testing.assert_array_equal(with_roles(rows, ids, [[4, 7]])[:, 5], [1, 1, 0])   # "how many blocks"
+    np.testing.assert_array_equal(with_roles(rows, ids, [[]])[:, 5], [0, 0, 0])       # an absent object
+    np.testing.assert_array_equal(with_roles(rows, ids, None)[:, 5], [-1, -1, -1])    # a caption
+
+
+def test_role_loss_reads_the_labelled_object_tokens_only():
+    torch.manual_seed(0)
+    tokens = ObjectTokens(slots=3, channels=8, out_dim=16, image_size=16, roles=True)
+    rows = torch.tensor([[[0, 1, 1, 0, 0, 2], [0, 5, 1, 0, 0, 0], [-1, -1, -1, -1, -1, -1]],
+                         [[0, 1, 1, 0, 0, -1], [-1] * 6, [-1] * 6]], dtype=torch.float32)
+    hidden = torch.randn(2, 3, 16, requires_grad=True)
+    tokens.role_loss(hidden, rows).backward()
+    grad = hidden.grad.abs().sum(-1)
+    assert grad[0, :2].min() > 0 and grad[0, 2:].sum() == 0 and grad[1].sum() == 0   # empty slots, unknown role
+    caption = rows.clone()
+    caption[..., 5] = torch.where(caption[..., 0] >= 0, -1.0, caption[..., 5])
+    assert tokens.role_loss(hidden, caption).item() == 0.0
+
+
+@pytest.mark.parametrize("after_prompt", [False, True])
+def test_the_grounding_loss_reads_the_lm_at_the_object_tokens(after_prompt):
+    run = load_run("vlm", "debug")                   # a 1-layer LM: the layer before the last is its input
+    run.model.objects_after_prompt, run.model.object_roles = after_prompt, True
+    vlm = new_vlm(run.model, ["a red block", "what colour is the block? red"]).net.eval()
+    images = np.zeros((2, 40, 40, 3), np.uint8)
+    centres = [np.array([[0, 9.0, 5.0, 0, 1, 1], [2, 3.0, 5.0, 1, 0, 0]]), np.array([[1, 4.0, 4.0, 2, 0, 2]])]
+    question = ["what colour is the block?"] * 2
+    with torch.no_grad():
+        _, metrics = vlm(images, question, ["red"] * 2, None, centres)
+        embeds, _, found = vlm.prefix(images, question, None, centres)
+    Q, K, P = run.model.bridge.num_queries, run.model.objects, run.model.max_prompt_tokens
+    start = Q + P if after_prompt else Q
+    assert found["rows"][0, :, 5].tolist() == [0, 1, -1, -1]        # sorted left to right with their roles
+    expected = vlm.objects.role_loss(embeds[:, start:start + K], found["rows"])
+    assert torch.allclose(metrics["role_loss"], expected) and expected > 0
+
+
+def test_relate_points_at_the_positions_of_the_named_objects():
+    tokens = ObjectTokens(slots=3, channels=8, out_dim=16, image_size=20, relation=True)      # a 10-cell grid
+    tokens.roles, tokens.relation = torch.nn.Identity(), torch.nn.Identity()   # logits in, features out
+    big = 30.0
+    logits = torch.tensor([[[0, big, 0], [0, 0, big], [big, 0, 0]],      # first phrase, second phrase, neither
+                           [[0, big, 0], [0, big, 0], [big, 0, 0]]])     # "how many": two of the first phrase
+    rows = torch.tensor([[[0, 1.5, 4.5, 0, 0, -1], [1, 7.5, 2.5, 0, 0, -1], [2, 4.5, 4.5, 0, 0, -1]],
+                         [[0, 1.5, 4.5, 0, 0, -1], [0, 5.5, 0.5, 0, 0, -1], [-1] * 6]])
+    feat = tokens.relate(logits, rows)
+    # (x, y) of each phrase in [0, 1] ((cell + 0.5) / 10), 10 x their offset, each phrase's total weight
+    torch.testing.assert_close(feat[0], torch.tensor([0.2, 0.5, 0.8, 0.3, -6.0, 2.0, 1.0, 1.0]))
+    torch.testing.assert_close(feat[1], torch.tensor([0.4, 0.3, 0.0, 0.0, 4.0, 3.0, 1.0, 0.0]))
+
+
+def test_the_relation_joins_sep_only_and_starts_at_zero():
+    run = load_run("vlm", "debug")
+    run.model.objects_after_prompt, run.model.object_relation = True, True
+    run.model.llm.layers = 2
+    torch.manual_seed(0)
+    net = new_vlm(run.model, ["a red block", "what colour is the block? red"]).net.eval()
+    images = np.random.default_rng(0).integers(0, 255, (2, 40, 40, 3), dtype=np.uint8)
+    centres = [np.array([[0, 9.0, 5.0, 0, 1, 1], [2, 3.0, 5.0, 1, 0, 2]]), np.array([[1, 4.0, 4.0, 2, 0, 1]])]
+    question, answer = ["is the block left of the bowl?"] * 2, ["yes", "no"]
+    with torch.no_grad():
+        loss, metrics = net(images, question, answer, None, centres)
+        relation, net.objects.relation = net.objects.relation, None
+        plain_loss, plain = net(images, question, answer, None, centres)        # one pass, no relation
+        net.objects.relation = relation
+    assert torch.allclose(loss, plain_loss) and torch.allclose(metrics["role_loss"], plain["role_loss"])
+    torch.nn.init.normal_(net.objects.relation[2].weight)
+    with torch.no_grad():
+        moved_loss, moved = net(images, question, answer, None, centres)
+    assert torch.allclose(moved["role_loss"], metrics["role_loss"]) and not torch.allclose(moved_loss, loss)
+    run.model.objects_after_prompt = False
+    with pytest.raises(VLAError, match="object_relation needs object tokens after the prompt"):
+        new_vlm(run.model, ["a red block"])
