@@ -42,7 +42,8 @@ def test_scene_set_is_cached_and_crops_show_single_objects(trained):
 def test_trained_tools_load_through_the_registry_and_evaluate(trained):
     data = load_set("debug", data_dir=trained / "data")
     image = data["images"][0]
-    assert set(get_tool("classify", weights=str(trained / "clip"))(image=image, labels=["a", "b"])["probs"]) == {"a", "b"}
+    classify = get_tool("classify", weights=str(trained / "clip"))
+    assert set(classify(image=image, labels=["a", "b"])["probs"]) == {"a", "b"}
     assert isinstance(get_tool("caption", weights=str(trained / "vlm"))(image=image)["caption"], str)
     assert get_tool("generate", weights=str(trained / "diffusion"))(prompt="a red block", steps=2)["image"].shape \
         == (16, 16, 3)
