@@ -42,14 +42,16 @@ def visible_objects(seg: np.ndarray, annotation: dict) -> list[tuple[dict, np.nd
     return out
 
 
-def object_centres(seg: np.ndarray, annotation: dict, grid: int, colors: tuple[str, ...] = COLORS) -> np.ndarray:
+def object_centres(seg: np.ndarray, annotation: dict, grid: int, colors: tuple[str, ...] = COLORS,
+                   visible: list | None = None) -> np.ndarray:
     """(M, 5) float rows (shape class, x, y, colour, size), in `visible_objects` order, for the objects of
     `annotation` that show at least one pixel in a segmentation (S, S) of object ids: x, y is the centroid of the
     visible pixels in grid cells, colour the index in `colors` (-1 if not there), size the index in SIZES.
-    A sixth column may be added for training: the object's role in the question (see `ObjectTokens.loss`)."""
+    `visible` is `visible_objects(seg, annotation)` when the caller has it already. A sixth column may be added
+    for training: the object's role in the question (see `ObjectTokens.role_loss`)."""
     scale = grid / seg.shape[0]
     rows = []
-    for obj, ys, xs in visible_objects(seg, annotation):
+    for obj, ys, xs in visible_objects(seg, annotation) if visible is None else visible:
         rows.append((SHAPE_CLASSES.index(obj["shape"]), (xs.mean() + 0.5) * scale - 0.5,
                      (ys.mean() + 0.5) * scale - 0.5,
                      colors.index(obj["color"]) if obj.get("color") in colors else -1,
@@ -91,7 +93,7 @@ class ObjectTokens(nn.Module):
         nn.init.zeros_(self.rgb.weight)
         nn.init.zeros_(self.rgb.bias)
         # grounding: which object each token is in the question (none / first / second phrase), read from the
-        # LM's hidden state at the token one layer before the last (see VLMNet.forward)
+        # LM's hidden state at the token one layer before the last (see VLMNet._run)
         hidden = hidden or out_dim
         self.roles = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, ROLES)) if roles or relation else None
         # and where the named objects are: soft pointers from the roles to the tokens' positions (see `relate`)

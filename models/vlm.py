@@ -152,7 +152,7 @@ class VLMNet(nn.Module):
         fed_mask = (tgt[:, :-1] != -100).long()
         roles = found is not None and centres is not None and self.objects.roles is not None
         hidden, _, objects = self._run(embeds, mask, found, self.llm.get_input_embeddings()(fed).to(embeds.dtype),
-                                       fed_mask, objects_hidden=roles)                   # (B, A, H)
+                                       fed_mask, objects_hidden=roles, use_cache=False)  # (B, A, H)
         logits = self.llm.get_output_embeddings()(hidden).float()                       # (B, A, V)
         loss = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100)
         with torch.no_grad():
@@ -167,12 +167,13 @@ class VLMNet(nn.Module):
             loss, metrics["role_loss"] = loss + role_loss, role_loss.detach()
         return loss, metrics
 
-    def _run(self, embeds, mask, found, tail=None, tail_mask=None, objects_hidden: bool = False):
-        """The LM over the prefix and a teacher-forced `tail` -> (hidden states from [SEP] on, the KV cache, and
-        the object tokens' hidden states one layer before the last, so the last layer can use what the grounding
-        found; None unless `objects_hidden`). With `object_relation` the prefix up to [SEP] runs first, and the
-        grounding's pointers (ObjectTokens.relate) join [SEP] before the rest runs on its cache: the object
-        tokens come before [SEP], so, the LM being causal, nothing else changes."""
+    def _run(self, embeds, mask, found, tail=None, tail_mask=None, objects_hidden: bool = False,
+             use_cache: bool = True):
+        """The LM over the prefix and a teacher-forced `tail` -> (hidden states from [SEP] on, the KV cache (None
+        without `use_cache`), and the object tokens' hidden states one layer before the last, so the last layer can
+        use what the grounding found; None unless `objects_hidden`). With `object_relation` the prefix up to [SEP]
+        runs first, and the grounding's pointers (ObjectTokens.relate) join [SEP] before the rest runs on its
+        cache: the object tokens come before [SEP], so, the LM being causal, nothing else changes."""
         body = base_model(self.llm)
         relate = self.objects is not None and self.objects.relation is not None
         K = self.cfg.objects    # the object tokens end before [SEP], or before the prompt and [SEP]
@@ -181,7 +182,7 @@ class VLMNet(nn.Module):
         tail_mask = mask[:, :0] if tail_mask is None else tail_mask
         if not relate:
             out = body(inputs_embeds=torch.cat([embeds, tail], 1), attention_mask=torch.cat([mask, tail_mask], 1),
-                       output_hidden_states=objects_hidden, use_cache=True)
+                       output_hidden_states=objects_hidden, use_cache=use_cache)
             objects = out.hidden_states[-2][:, start:start + K] if objects_hidden else None
             return out.last_hidden_state[:, embeds.shape[1] - 1:], out.cache, objects
         first = body(inputs_embeds=embeds[:, :-1], attention_mask=mask[:, :-1], output_hidden_states=True,
@@ -189,8 +190,8 @@ class VLMNet(nn.Module):
         objects = first.hidden_states[-2][:, start:start + K]
         sep = embeds[:, -1:] + self.objects.relate(objects, found["rows"]).to(embeds.dtype)[:, None]
         out = body(inputs_embeds=torch.cat([sep, tail], 1), attention_mask=torch.cat([mask, tail_mask], 1),
-                   cache=first.cache, use_cache=True)
-        return out.last_hidden_state, out.cache, objects
+                   cache=first.cache, use_cache=use_cache)
+        return out.last_hidden_state, out.cache if use_cache else None, objects
 
     @torch.no_grad()
     def generate(self, images, prompts: list[str], max_tokens: int | None = None) -> list[str]:

@@ -82,8 +82,9 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
     centres = ids = None
     if vlm.net.objects is not None:
         grid = vlm.net.objects.grid
-        centres = [object_centres(s, a, grid) for s, a in zip(data["seg"], data["annotations"])]
-        ids = [[o["id"] for o, _, _ in visible_objects(s, a)] for s, a in zip(data["seg"], data["annotations"])]
+        visible = [visible_objects(s, a) for s, a in zip(data["seg"], data["annotations"])]
+        centres = [object_centres(s, a, grid, visible=v) for s, a, v in zip(data["seg"], data["annotations"], visible)]
+        ids = [[o["id"] for o, _, _ in v] for v in visible]
 
     def step(_):
         idx, prompts, answers, refs = examples.batch(run.train.batch_size)
