@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train clip": ("vla.agent.commands.train_clip", "train the CLIP tool (contrastive, open_clip) on rendered scenes"),
     "train vlm": ("vla.agent.commands.train_vlm", "train the BLIP-2-style captioning/VQA tool on rendered scenes"),
     "train diffusion": ("vla.agent.commands.train_diffusion", "train the text-to-image diffusion tool on rendered scenes"),
+    "train goal": ("vla.agent.commands.train_goal", "train the policy's goal pointer; attach it to a policy"),
     "eval offline": ("vla.agent.commands.eval_offline", "held-out loss, token accuracy and vision reliance of a policy"),
     "eval tools": ("vla.agent.commands.eval_tools", "measure the perception tools on held-out scenes"),
     "run": ("vla.agent.commands.run", "the natural-language agent: run a command, or talk to the robot"),

@@ -81,3 +81,20 @@ def project_front(points, width: int, height: int, fov: float = 45.0) -> np.ndar
     clip = homo @ (proj @ view).T
     ndc = clip[..., :2] / clip[..., 3:4]
     return np.stack([(ndc[..., 0] + 1) * 0.5 * width, (1 - ndc[..., 1]) * 0.5 * height], -1)
+
+
+def unproject_front(pixels, width: int, height: int, z: float, fov: float = 45.0) -> np.ndarray:
+    """Pixel coordinates (..., 2) as (column, row) in the front image -> the world points (..., 3) on the plane at
+    height `z` that they show (the inverse of `project_front` for points at that height)."""
+    view, proj = (np.array(m).reshape(4, 4, order="F") for m in front_matrices(width, height, fov))
+    px = np.asarray(pixels, dtype=np.float64)
+    ndc = np.stack([px[..., 0] / width * 2 - 1, 1 - px[..., 1] / height * 2], -1)
+    inv = np.linalg.inv(proj @ view)
+    ends = []
+    for depth in (-1.0, 1.0):                                   # the near and far clip planes
+        homo = np.concatenate([ndc, np.full(ndc.shape[:-1] + (1,), depth), np.ones(ndc.shape[:-1] + (1,))], -1)
+        world = homo @ inv.T
+        ends.append(world[..., :3] / world[..., 3:4])
+    near, far = ends
+    t = (z - near[..., 2:3]) / (far[..., 2:3] - near[..., 2:3])
+    return near + t * (far - near)

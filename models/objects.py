@@ -59,6 +59,13 @@ def object_centres(seg: np.ndarray, annotation: dict, grid: int, colors: tuple[s
     return np.array(rows, np.float32).reshape(-1, 5)
 
 
+def _labelled_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the rows with a label (>= 0); zero, with a zero gradient, when none has one (a mean over
+    no rows would be NaN, and so would its gradient)."""
+    ok = target >= 0
+    return F.cross_entropy(logits[ok], target[ok]) if bool(ok.any()) else logits.sum() * 0.0
+
+
 def _sincos(xy: torch.Tensor, bands: int) -> torch.Tensor:
     """(..., 2) positions in [0, 1] -> (..., 4 * bands) sin-cos features at octave frequencies."""
     freqs = math.pi * 2.0 ** torch.arange(bands, device=xy.device, dtype=xy.dtype)      # (F,)
@@ -160,10 +167,10 @@ class ObjectTokens(nn.Module):
         pos_loss = -(prob.log() * (1 - prob) ** 2 * pos).sum()
         neg_loss = -((1 - prob).log() * prob ** 2 * (1 - target) ** 4 * (1 - pos)).sum()
         attrs, rows = aux["attrs"].float(), aux["rows"]
-        color = F.cross_entropy(attrs[..., :self.colors].flatten(0, 1), rows[..., 3].long().flatten(), ignore_index=-1)
+        color = _labelled_ce(attrs[..., :self.colors].flatten(0, 1), rows[..., 3].long().flatten())
         size_target = torch.where(rows[..., 0] >= 0, rows[..., 4], -1.0).long().flatten()
-        size = F.cross_entropy(attrs[..., self.colors:].flatten(0, 1), size_target, ignore_index=-1)
-        return (pos_loss + neg_loss) / pos.sum().clamp_min(1) + torch.nan_to_num(color) + torch.nan_to_num(size)
+        size = _labelled_ce(attrs[..., self.colors:].flatten(0, 1), size_target)
+        return (pos_loss + neg_loss) / pos.sum().clamp_min(1) + color + size
 
     def role_loss(self, hidden: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of each token's role in the question (column 5 of `rows`; -1 = unknown, skipped) from the

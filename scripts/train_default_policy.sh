@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped VLA policy (models/weights/policy) from nothing: collect the demos, train the `cpu`
-# preset, then fine-tune it on more scenes, and export fp16. About 6 h 15 min on two CPU cores; every stage
+# preset, then fine-tune it on more scenes, and export fp16. About 6 h 40 min on two CPU cores; every stage
 # resumes if killed (run the script again). Batches are a function of the step, so the weights come out the same.
 #   stage 1  data/seen128 (1600 episodes), 5000 steps, ground_teacher 0.5
 #   stage 2  the same data, resumed to the preset's 9000 steps at ground_teacher 0.9, exported fp16 (v7)
@@ -18,8 +18,13 @@
 #            of every batch: 2000 steps at lr 2e-4 from the v10 export (v11)
 #   stage 8  the same settings for 2000 steps more from the v11 export, on the oracle labels whose goal moves
 #            to the destination at the grasp (label version 2, docs/POLICY.md item 14), exported fp16
-#            (v12, shipped). The shipped stages 1-7 were trained on version-1 labels; rerunning this script
-#            trains every stage on version 2.
+#            (v12). The shipped stages 1-7 were trained on version-1 labels; rerunning this script trains
+#            every stage on version 2.
+#   stage 9  the goal pointer (docs/POLICY.md item 16): the VLM's object detector fine-tuned on recoloured
+#            scenes, then a relational transformer over the instruction, the detected objects and the state,
+#            trained on oracle frames (data/goal/train.npz, rendered on first use) and attached to v12, fp16
+#            (v13, shipped). About 25 min. Needs the shipped VLM (models/weights/vlm) and its scenes
+#            (data/tools/train_xl.npz, rendered on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
@@ -44,4 +49,5 @@ unet="$maps data.color_aug=0.5 model.ground_relations=true model.ground_peak=3 m
     data.reset_scenes=14000 data.reset_arm=0.5 data.reset_share=0.33"
 $vla train policy --config cpu --out "$run-unet" train.init="$run-v10" $unet train.steps=2000 --export "$run-v11"
 $vla train policy --config cpu --out "$run-grasp" train.init="$run-v11" $unet train.steps=2000 \
-    --export models/weights/policy
+    --export "$run-v12"
+$vla train goal --out runs/goal/default train.threads=2 --attach "$run-v12" --export models/weights/policy

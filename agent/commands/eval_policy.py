@@ -24,6 +24,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--execute", type=int, help="actions executed from each predicted chunk (default: the checkpoint's)")
     parser.add_argument("--ensemble", type=float, help="temporal ensembling: predict every step and average the "
                         "live chunks, the one predicted i steps ago weighted exp(-ENSEMBLE*i)")
+    parser.add_argument("--goal", choices=("auto", "own", "oracle"), default=None,
+                        help="the goal the grounding token carries: auto (the attached goal pointer's, else the "
+                        "grounding head's), own (the head's, ignoring a pointer) or oracle (the scripted expert's: "
+                        "a diagnostic of what perfect grounding is worth)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
 
@@ -33,7 +37,8 @@ def run(args) -> int:
     tasks = resolve_tasks(args.task)
     summary = evaluate(args.policy, tasks, args.split, args.episodes, args.workers, Path(args.out),
                        EVAL_SEED if args.seed is None else args.seed, args.videos,
-                       decoding=args.decoding, execute=args.execute, ensemble=args.ensemble)
+                       decoding=args.decoding, execute=args.execute, ensemble=args.ensemble,
+                       goal=args.goal)
     width = max(len(t) for t in tasks)
     print(f"policy {summary['policy']}  split {args.split}  {args.episodes} episodes per task")
     for task, pc in summary["per_task"].items():

@@ -65,7 +65,8 @@ def _write_json(path: Path, data: dict) -> None:
 
 def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: int = 1,
              out: Path | None = None, seed: int = EVAL_SEED, videos: int = 2, progress: bool = True,
-             decoding: str | None = None, execute: int | None = None, ensemble: float | None = None) -> dict:
+             decoding: str | None = None, execute: int | None = None, ensemble: float | None = None,
+             goal: str | None = None) -> dict:
     """Run `episodes` rollouts per task; returns {"policy", "split", "episodes", "pc_success", "per_task"}."""
     from vla.agent.train.progress import progress_bar
     from vla.envs import SPLITS
@@ -76,9 +77,16 @@ def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: 
         raise VLAError(f"--episodes must be at least 1 (got {episodes}).")
     from vla.models.policy.policy import load_policy
 
-    load_policy(policy).configure(decoding, execute, ensemble)  # fail early, in this process, on bad input
+    if goal not in (None, "auto", "own", "oracle"):
+        raise VLAError(f"unknown goal source {goal!r}; choose auto, own or oracle.")
+    loaded = load_policy(policy)              # fail early, in this process, on bad input
+    if goal in ("own", "oracle") and not loaded.cfg.model.ground_goal:
+        raise VLAError(f"--goal {goal} needs a policy whose grounding token carries a goal (model.ground_goal); "
+                       f"{policy!r} has none.")
+    loaded.configure(decoding, execute, ensemble, "given" if goal == "oracle" else goal)
     jobs = [job for task in tasks for job in _jobs(policy, task, split, episodes, seed, out, videos,
-                                                   decoding=decoding, execute=execute, ensemble=ensemble)]
+                                                   decoding=decoding, execute=execute, ensemble=ensemble,
+                                                   goal=goal)]
     results: dict[str, list[dict]] = {task: [] for task in tasks}
     t0 = {task: time.perf_counter() for task in tasks}
     with progress_bar(progress) as bar:
@@ -97,8 +105,8 @@ def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: 
     summary = {"policy": str(policy), "split": split, "episodes": episodes,
                "pc_success": sum(per_task.values()) / len(per_task), "per_task": per_task,
                "per_reference": per_reference([e for task in tasks for e in results[task]])}
-    if decoding or execute or ensemble:
-        summary["settings"] = {"decoding": decoding, "execute": execute, "ensemble": ensemble}
+    if decoding or execute or ensemble or goal not in (None, "auto"):
+        summary["settings"] = {"decoding": decoding, "execute": execute, "ensemble": ensemble, "goal": goal}
     if out is not None:
         _write_json(out / split / "summary.json", summary)
     return summary

@@ -22,6 +22,7 @@ class EpisodeJob:
     decoding: str | None = None   # override the checkpoint's decoding ("parallel" | "autoregressive")
     execute: int | None = None    # override how many actions of each chunk are executed
     ensemble: float | None = None  # temporal ensembling decay (0 = off)
+    goal: str | None = None       # the grounding token's goal: None/"auto", "own" or "oracle" (diagnostic)
 
 
 def run_episodes(job: EpisodeJob) -> list[dict]:
@@ -33,7 +34,8 @@ def run_episodes(job: EpisodeJob) -> list[dict]:
 
     torch.set_num_threads(1)
     policy = load_policy(job.policy, device=job.device)
-    policy.configure(decoding=job.decoding, execute=job.execute, ensemble=job.ensemble)
+    policy.configure(decoding=job.decoding, execute=job.execute, ensemble=job.ensemble,
+                     goal="given" if job.goal == "oracle" else job.goal)
     env = make_env(job.task, job.split, image_size=job.image_size)
     policy.check_action_space(env.action_space)
     results = []
@@ -47,13 +49,25 @@ def run_episodes(job: EpisodeJob) -> list[dict]:
     return results
 
 
+def _oracle_goal(env) -> np.ndarray:
+    """The scripted expert's current skill goal (x, y) for the state the policy drove into (NaN without a plan):
+    what a perfect grounding would tell the policy (`vla eval --goal oracle`, a diagnostic)."""
+    from vla.agent.train.labels import current_label
+
+    inner = env.unwrapped
+    inner.oracle_action(on_policy=True)
+    label = current_label(inner)
+    return np.full(2, np.nan, np.float32) if label is None else label[4:6]
+
+
 def _episode(env, policy, seed: int, index: int, record: bool, job: EpisodeJob) -> dict:
     obs, info = env.reset(seed=seed)
     policy.reset()
     frames = [obs["front"]] if record else []
     total, best, success, steps, t0 = 0.0, -np.inf, False, 0, time.perf_counter()
     while True:
-        obs, reward, terminated, truncated, info = env.step(policy.select_action(obs))
+        goal = _oracle_goal(env) if job.goal == "oracle" and policy.wants_observation else None
+        obs, reward, terminated, truncated, info = env.step(policy.select_action(obs, goal))
         steps += 1
         total += float(reward)
         best = max(best, float(reward))

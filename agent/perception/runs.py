@@ -13,6 +13,7 @@ from vla.agent.perception.loop import LoopConfig
 from vla.models.clip import ClipConfig
 from vla.models.config import apply_overrides, from_dict, load_yaml
 from vla.models.diffusion import DiffusionConfig
+from vla.models.goal import GoalConfig
 from vla.models.vlm import VLMConfig
 
 
@@ -48,7 +49,29 @@ class DiffusionRun:
     uncond_prob: float = 0.1           # caption dropped (classifier-free guidance) with this probability
 
 
-RUNS = {"clip": ClipRun, "vlm": VlmRun, "diffusion": DiffusionRun}
+@dataclass
+class GoalRun:
+    """The policy's goal pointer (vla.models.goal; trained by vla.agent.train.goal)."""
+    name: str = "default"
+    model: GoalConfig = field(default_factory=GoalConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    data: str = "train"                  # goal frame set (vla.agent.train.goal_data.SETS)
+    eval: list[str] = field(default_factory=lambda: ["heldout", "unseen_colors"])
+    vlm: str = "models/weights/vlm"      # the VLM checkpoint whose object detector the pointer copies
+    color_aug: float = 0.5               # share of steps whose object colours and colour words are recoloured
+    near: float = 0.03                   # metres: an object this close to the oracle's goal is the pointer's class
+    held_weight: float = 3.0             # sampling weight of frames where the arm holds something
+    # The VLM's detector was trained on the seen colours only and misses half of the objects of unseen ones; it is
+    # fine-tuned first for `detector_steps` on the perception scene set `detector_scenes` with each object
+    # recoloured with probability `detector_color_aug` (0 steps: keep it as the VLM has it).
+    detector_steps: int = 0
+    detector_scenes: str = "train_xl"
+    detector_color_aug: float = 0.8
+    detector_lr: float = 3e-4
+    detector_from: str | None = None     # a goal pointer checkpoint whose (tuned) detector to start from instead
+
+
+RUNS = {"clip": ClipRun, "vlm": VlmRun, "diffusion": DiffusionRun, "goal": GoalRun}
 
 
 def presets(kind: str) -> list[str]:

@@ -98,19 +98,36 @@ def set_path(name: str, data_dir: Path = DATA_DIR) -> Path:
 
 def load_set(name: str, data_dir: Path = DATA_DIR, workers: int = 1) -> dict:
     """The scene set `name`, rendered and cached under data/tools/ on first use."""
-    if name not in SETS:
+    spec = known_set(name, SETS, "scene set")
+
+    def render() -> dict:
+        data = _render_with_progress(spec, workers)
+        return {**data, "annotations": np.array(data["annotations"])}
+
+    f = cached_arrays(set_path(name, data_dir), render)
+    return {"images": f["images"], "seg": f["seg"], "annotations": [json.loads(a) for a in f["annotations"]]}
+
+
+def known_set(name: str, sets: dict, kind: str):
+    """`sets[name]`, or a VLAError naming the known ones."""
+    if name not in sets:
         from vla import did_you_mean
 
-        raise VLAError(f"unknown scene set {name!r}; " + did_you_mean(name, sorted(SETS)))
-    path = set_path(name, data_dir)
+        raise VLAError(f"unknown {kind} {name!r}; " + did_you_mean(name, sorted(sets)))
+    return sets[name]
+
+
+def cached_arrays(path: Path, render) -> dict:
+    """The arrays saved at `path` (.npz); when it is missing, `render()` (a dict of arrays) is saved there first,
+    atomically (a killed render leaves no file behind)."""
     if not path.is_file():
-        data = _render_with_progress(SETS[name], workers)
+        data = render()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, images=data["images"], seg=data["seg"], annotations=np.array(data["annotations"]))
+        np.savez_compressed(tmp, **data)
         tmp.rename(path)
     with np.load(path) as f:
-        return {"images": f["images"], "seg": f["seg"], "annotations": [json.loads(a) for a in f["annotations"]]}
+        return {key: f[key] for key in f.files}
 
 
 def _render_with_progress(spec: SceneSet, workers: int) -> dict:

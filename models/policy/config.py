@@ -86,6 +86,11 @@ class ModelConfig:
     # branch sees 9x9 pixels around each one: enough for a colour, not for a block's size or a bowl beside it.
     # Its output layer starts at zero, so `train.init` can add it to a trained checkpoint. 0 = none.
     ground_pixel_depth: int = 0
+    # Inference only: a goal pointer (vla.models.goal; its GoalConfig here, its weights under `goal_pointer.`)
+    # picks the instruction's current object among detected objects, and the grounding token carries its goal
+    # instead of the head's own estimate (which stays the fallback when nothing is detected). Trained apart on
+    # oracle frames and attached to a trained policy by `vla train goal --attach`. Needs ground_goal.
+    goal_pointer: dict | None = None
 
 
 @dataclass
@@ -159,6 +164,8 @@ class PolicyConfig:
         if self.model.ground_pixel_depth < 0 or (self.model.ground_pixel_depth and self.model.ground_goal != "pixel"):
             raise VLAError(f"model.ground_pixel_depth must be >= 0 and needs model.ground_goal=pixel "
                            f"(got {self.model.ground_pixel_depth}, ground_goal={self.model.ground_goal!r}).")
+        if self.model.goal_pointer and not self.model.ground_goal:
+            raise VLAError("model.goal_pointer needs model.ground_goal: its goal replaces the grounding head's.")
         if self.model.ground_peak < 0:
             raise VLAError(f"model.ground_peak must be >= 0 (got {self.model.ground_peak}).")
         if self.model.ground_relations and not self.model.ground_color_maps:

@@ -19,6 +19,7 @@ from vla.models.policy.config import PolicyConfig
 from vla.models.policy.vla import VLANet
 
 DEFAULT_POLICY = ROOT / "models" / "weights" / "policy"
+GOAL_SOURCES = ("auto", "own", "given")
 
 
 class VLAPolicy:
@@ -27,6 +28,8 @@ class VLAPolicy:
         self.net = VLANet(cfg.model, tokenizer, stats, load_weights)
         self._queue: deque = deque()
         self.ensemble = 0.0            # temporal ensembling weight decay (0 = off), see select_action
+        self.goal = "auto"             # where the grounding token's goal comes from, see configure
+        self._last_goal = None         # the goal pointer's last goal (it keeps a choice between look-alikes)
         self._history: deque = deque()  # (chunk (K, D), steps since it was predicted) under ensembling
 
     @classmethod
@@ -51,16 +54,28 @@ class VLAPolicy:
     def reset(self) -> None:
         self._queue.clear()
         self._history.clear()
+        self._last_goal = None
 
     def configure(self, decoding: str | None = None, execute: int | None = None,
-                  ensemble: float | None = None) -> "VLAPolicy":
+                  ensemble: float | None = None, goal: str | None = None) -> "VLAPolicy":
         """Change inference settings of a loaded policy (None keeps the checkpoint's).
+
+        `goal`: "auto" (the attached goal pointer's, else the grounding head's own), "own" (the grounding head's
+        even with a pointer attached: the policy without it) or "given" (the caller passes one to
+        `select_action`, e.g. the oracle's, to measure what a perfect goal is worth).
 
         `ensemble` > 0 turns on ACT-style temporal ensembling: a chunk is predicted at every step and the action
         taken is the average of every live chunk's prediction for this step, the chunk predicted i steps ago
         weighted exp(-ensemble * i).
         """
         act = self.cfg.model.action
+        if goal is not None:
+            if goal not in GOAL_SOURCES:
+                raise VLAError(f"unknown goal source {goal!r}; choose {', '.join(GOAL_SOURCES)}.")
+            if goal != "auto" and not self.cfg.model.ground_goal:
+                raise VLAError(f"goal={goal!r} needs a policy whose grounding token carries a goal "
+                               "(model.ground_goal); this one has none.")
+            self.goal = goal
         if ensemble is not None:
             if not (ensemble >= 0 and np.isfinite(ensemble)):
                 raise VLAError(f"ensemble must be a finite number >= 0 (got {ensemble}).")
@@ -90,8 +105,9 @@ class VLAPolicy:
                            f"(trained low={want['low']}, high={want['high']}).")
 
     @torch.no_grad()
-    def predict_chunk(self, obs: dict, decoding: str | None = None) -> np.ndarray:
-        """One observation (as the env returns it) -> (K, D) actions."""
+    def predict_chunk(self, obs: dict, decoding: str | None = None, goal=None) -> np.ndarray:
+        """One observation (as the env returns it) -> (K, D) actions. `goal`: (x, y) in metres for the grounding
+        token to carry (with `configure(goal="given")`)."""
         if "front" not in obs or "state" not in obs or "instruction" not in obs:
             raise VLAError("the observation must hold 'front', 'state' and 'instruction'.")
         image = torch.as_tensor(np.ascontiguousarray(obs["front"]))[None]               # (1, H, W, 3) uint8
@@ -100,22 +116,36 @@ class VLAPolicy:
             raise VLAError(f"observation state has {state.shape[1]} values; the policy expects "
                            f"{self.cfg.model.state_dim}.")
         self.net.eval()
-        chunk = self.net.predict_chunk(image.to(self.device), state, [str(obs["instruction"])], decoding)
+        if self.goal == "given" and goal is None:
+            raise VLAError('this policy is configured with goal="given": pass a goal to select_action.')
+        texts = [str(obs["instruction"])]
+        given = None if goal is None or self.goal != "given" else \
+            torch.as_tensor(np.asarray(goal, np.float32)).reshape(1, 2)
+        if given is None and self.goal == "auto" and self.net.goal_pointer is not None:
+            given = self.net.goal_pointer.predict(image.to(self.device), texts, state, previous=self._last_goal)
+            self._last_goal = given
+        chunk = self.net.predict_chunk(image.to(self.device), state, texts, decoding, goal=given,
+                                       pointer=self.goal == "auto")
         return chunk[0].cpu().numpy().astype(np.float32)
 
-    def select_action(self, obs: dict) -> np.ndarray:
+    @property
+    def wants_observation(self) -> bool:
+        """Whether the next `select_action` predicts a new chunk (so a given goal is read)."""
+        return self.ensemble > 0 or not self._queue
+
+    def select_action(self, obs: dict, goal=None) -> np.ndarray:
         """Next action (D,): pops a queue refilled with the first `execute` actions of a new chunk (or, with
         temporal ensembling, averages the predictions every recent chunk made for this step)."""
         if self.ensemble > 0:
-            return self._ensembled(obs)
+            return self._ensembled(obs, goal)
         if not self._queue:
-            chunk = self.predict_chunk(obs)
+            chunk = self.predict_chunk(obs, goal=goal)
             self._queue.extend(chunk[: self.cfg.model.action.execute])
         return self._queue.popleft()
 
-    def _ensembled(self, obs: dict) -> np.ndarray:
+    def _ensembled(self, obs: dict, goal=None) -> np.ndarray:
         K = self.cfg.model.action.horizon
-        self._history.appendleft([self.predict_chunk(obs), 0])
+        self._history.appendleft([self.predict_chunk(obs, goal=goal), 0])
         while self._history and self._history[-1][1] >= K:
             self._history.pop()
         preds = np.stack([chunk[age] for chunk, age in self._history])                # newest first

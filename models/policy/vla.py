@@ -68,6 +68,12 @@ class VLANet(nn.Module):
                                     color_maps=cfg.ground_color_maps,
                                     relations=cfg.ground_relations, peak=cfg.ground_peak,
                                     pixel_depth=cfg.ground_pixel_depth) if cfg.grounding else None
+        self.goal_pointer = None
+        if cfg.goal_pointer:
+            from vla.models.config import from_dict
+            from vla.models.goal import GoalConfig, GoalPointer
+
+            self.goal_pointer = GoalPointer(from_dict(GoalConfig, cfg.goal_pointer))
         self.color_mlp = None
         if cfg.word_rgb:
             self._ground_words(cfg.word_rgb, hidden)
@@ -294,11 +300,16 @@ class VLANet(nn.Module):
 
     # ----- inference -----
     @torch.no_grad()
-    def predict_chunk(self, images, state, texts: list[str], decoding: str | None = None) -> torch.Tensor:
-        """-> actions (B, K, D), decoded greedily from action tokens only."""
+    def predict_chunk(self, images, state, texts: list[str], decoding: str | None = None, goal=None,
+                      pointer: bool = True) -> torch.Tensor:
+        """-> actions (B, K, D), decoded greedily from action tokens only. `goal` (B, 2) in metres: what the
+        grounding token carries (NaN rows: the head's own estimate); else the goal pointer's when one is
+        attached and `pointer`, else the head's own."""
         device = self.action_queries.device
         text_ids, text_mask = self.encode_text(texts, device)
-        embeds, mask = self.prefix(images, state, text_ids, text_mask)
+        if goal is None and pointer and self.goal_pointer is not None:
+            goal = self.goal_pointer.predict(images, texts, state)
+        embeds, mask, _ = self.prefix_parts(images, state, text_ids, text_mask, teacher_goal=goal)
         decoding = decoding or self.cfg.action.decoding
         local = self._decode_parallel(embeds, mask) if decoding == "parallel" else self._decode_ar(embeds, mask)
         K, D = self.cfg.action.horizon, self.cfg.action.dim

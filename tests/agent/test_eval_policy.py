@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from vla import VLAError
@@ -69,7 +70,7 @@ def test_eval_can_override_decoding_and_execution(trained, capsys):
                  "--decoding", "autoregressive", "--execute", "1", "--out", str(root / "ar"), "--json"])
     assert code == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert last["settings"] == {"decoding": "autoregressive", "execute": 1, "ensemble": None}
+    assert last["settings"] == {"decoding": "autoregressive", "execute": 1, "ensemble": None, "goal": None}
     info = json.loads((root / "ar" / "seen" / "reach" / "eval_info.json").read_text())
     assert len(info["per_episode"]) == 1
     assert main(["eval", "--policy", str(ckpt), "--task", "reach", "--episodes", "1", "--execute", "9"]) == 2
@@ -102,3 +103,23 @@ def test_eval_offline_scores_held_out_frames_and_the_camera_reliance(trained, ca
         assert {"loss", "token_acc", "action_l1"} <= set(last[part]) and 0 <= last[part]["token_acc"] <= 1
     assert main(["eval", "offline", "--policy", str(ckpt), "--data", str(root / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_oracle_goal_diagnostic_needs_a_goal_token_and_feeds_the_experts_goal(trained, capsys):
+    from vla.agent.eval.rollout import _oracle_goal
+    from vla.envs import make_env
+    from vla.models.policy.policy import load_policy
+
+    _, ckpt = trained
+    assert main(["eval", "--policy", str(ckpt), "--task", "reach", "--episodes", "1", "--goal", "oracle"]) == 2
+    assert "needs a policy whose grounding token carries a goal" in capsys.readouterr().err
+    env = make_env("pick", "seen", image_size=64)
+    obs, _ = env.reset(seed=5)
+    target = env.unwrapped.goal.target.oid
+    position = np.array(env.unwrapped.world.position(target)[:2])
+    goal = _oracle_goal(env)
+    env.close()
+    assert np.linalg.norm(goal - position) < 0.01                  # the expert heads for the named object
+    policy = load_policy("default").configure(goal="given")
+    with pytest.raises(VLAError, match="pass a goal"):
+        policy.select_action(obs | {"front": np.zeros((128, 128, 3), np.uint8)})
