@@ -6,6 +6,7 @@ The result matches rendering the table every frame, at a fraction of the cost (t
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,10 +87,9 @@ def project_front(points, width: int, height: int, fov: float = 45.0) -> np.ndar
 def unproject_front(pixels, width: int, height: int, z: float, fov: float = 45.0) -> np.ndarray:
     """Pixel coordinates (..., 2) as (column, row) in the front image -> the world points (..., 3) on the plane at
     height `z` that they show (the inverse of `project_front` for points at that height)."""
-    view, proj = (np.array(m).reshape(4, 4, order="F") for m in front_matrices(width, height, fov))
     px = np.asarray(pixels, dtype=np.float64)
     ndc = np.stack([px[..., 0] / width * 2 - 1, 1 - px[..., 1] / height * 2], -1)
-    inv = np.linalg.inv(proj @ view)
+    inv = _front_inverse(width, height, fov)
     ends = []
     for depth in (-1.0, 1.0):                                   # the near and far clip planes
         homo = np.concatenate([ndc, np.full(ndc.shape[:-1] + (1,), depth), np.ones(ndc.shape[:-1] + (1,))], -1)
@@ -98,3 +98,10 @@ def unproject_front(pixels, width: int, height: int, z: float, fov: float = 45.0
     near, far = ends
     t = (z - near[..., 2:3]) / (far[..., 2:3] - near[..., 2:3])
     return near + t * (far - near)
+
+
+@functools.lru_cache(maxsize=8)
+def _front_inverse(width: int, height: int, fov: float) -> np.ndarray:
+    """The inverse of the front camera's projection @ view (fixed, so computed once per image size)."""
+    view, proj = (np.array(m).reshape(4, 4, order="F") for m in front_matrices(width, height, fov))
+    return np.linalg.inv(proj @ view)

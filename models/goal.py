@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla.models.objects import SHAPE_CLASSES, SIZES, ObjectTokens
+from vla.models.objects import SHAPE_CLASSES, SIZES, ObjectTokens, sample_cells
 from vla.models.vision import CLIP_MEAN, CLIP_STD
 
 OBJECT_Z = 0.02        # the height at which a detected centre is taken to lie on the table (a small block's centre)
@@ -73,11 +73,15 @@ def words(text: str) -> list[str]:
 
 def color_distance(rgb: torch.Tensor, word: torch.Tensor) -> torch.Tensor:
     """Distance from colours rgb (..., K, 3) to k * word (..., M, 3) for the best shading k in [0.55, 1]
-    -> (..., K, M)."""
-    dot = torch.einsum("...kc,...mc->...km", rgb, word)
-    k = (dot / (word * word).sum(-1)[..., None, :].clamp_min(1e-6)).clamp(0.55, 1.0)
-    diff = rgb[..., :, None, :] - k[..., None] * word[..., None, :, :]
-    return diff.norm(dim=-1)
+    -> (..., K, M) (the residual of the policy's `color_match_maps`, per object rather than per pixel)."""
+    from vla.models.policy.vla import shaded_residual
+
+    return shaded_residual(rgb[..., :, None, :], word[..., None, :, :], dim=-1).sqrt()
+
+
+def table_xy(rows: torch.Tensor) -> torch.Tensor:
+    """Object rows (..., RAW) -> the table points (..., 2) in metres they show."""
+    return rows[..., 11:13] * rows.new_tensor(TABLE_SCALE) + rows.new_tensor(TABLE_CENTRE)
 
 
 def choose(logits: torch.Tensor, goals: torch.Tensor, previous=None) -> torch.Tensor:
@@ -183,27 +187,22 @@ class GoalPointer(nn.Module):
         feats = det.net((small - self.mean) / self.std)
         found = det.detect(det.heat(feats))
         B, K = len(found), cfg.slots
-        rows = torch.zeros(B, K, RAW, device=x.device)
-        mask = torch.zeros(B, K, dtype=torch.bool, device=x.device)
-        blur = F.avg_pool2d(small, 3, stride=1, padding=1)
+        cells = torch.zeros(B, K, 2)
+        shape = torch.zeros(B, K, dtype=torch.long)
+        mask = torch.zeros(B, K, dtype=torch.bool)
         for b, f in enumerate(found):
-            f = f[:K]
-            if not len(f):
-                continue
-            n = len(f)
-            cells = torch.as_tensor(f[:, 1:3], device=x.device)
-            where = ((cells + 0.5) / det.grid * 2 - 1)[None, :, None]                  # (1, n, 1, 2)
-            sampled = F.grid_sample(feats[b:b + 1], where, align_corners=False)[0, :, :, 0].T   # (n, C)
-            size = det.attrs(sampled)[:, det.colors:].softmax(-1)                        # (n, 3)
-            rgb = F.grid_sample(blur[b:b + 1], where, align_corners=False)[0, :, :, 0].T      # (n, 3)
-            pix = (cells.cpu().numpy() + 0.5) / det.grid * cfg.image_size - 0.5
-            table = unproject_front(pix, cfg.image_size, cfg.image_size, OBJECT_Z)[:, :2]
-            table = (torch.as_tensor(table, dtype=torch.float32, device=x.device) -
-                     torch.tensor(TABLE_CENTRE, device=x.device)) / torch.tensor(TABLE_SCALE, device=x.device)
-            shape = F.one_hot(torch.as_tensor(f[:, 0], device=x.device).long(), len(SHAPE_CLASSES)).float()
-            rows[b, :n] = torch.cat([shape, size, rgb, cells / det.grid, table], 1)
-            mask[b, :n] = True
-        return rows, mask
+            n = min(len(f), K)
+            cells[b, :n], shape[b, :n], mask[b, :n] = torch.as_tensor(f[:n, 1:3]), torch.as_tensor(f[:n, 0]), True
+        size = det.attrs(sample_cells(feats, cells.to(x.device), det.grid))[..., det.colors:].softmax(-1)
+        rgb = sample_cells(F.avg_pool2d(small, 3, stride=1, padding=1), cells.to(x.device), det.grid)
+        pix = (cells.numpy() + 0.5) / det.grid * cfg.image_size - 0.5
+        table = torch.as_tensor(unproject_front(pix, cfg.image_size, cfg.image_size, OBJECT_Z)[..., :2],
+                                dtype=torch.float32)
+        table = (table - torch.tensor(TABLE_CENTRE)) / torch.tensor(TABLE_SCALE)
+        rows = torch.cat([F.one_hot(shape, len(SHAPE_CLASSES)).float().to(x.device), size, rgb,
+                          (cells / det.grid).to(x.device), table.to(x.device)], -1)
+        mask = mask.to(x.device)
+        return rows * mask[..., None], mask
 
     # ----- the pointer -----
     def forward(self, rows, mask, ids, slots, word_rgb, state, color_matrix=None):
@@ -226,7 +225,7 @@ class GoalPointer(nn.Module):
         x = torch.cat([text, obj, st], 1)
         full = torch.cat([ids.to(dev) != PAD, mask, torch.ones_like(mask[:, :1])], 1)
         obj_slice = slice(T, T + obj.shape[1])
-        table = rows[..., 11:13] * torch.tensor(TABLE_SCALE, device=dev) + torch.tensor(TABLE_CENTRE, device=dev)
+        table = table_xy(rows)
         for layer in self.layers:
             x = layer(x, full, obj_slice, table * 10.0)
         h = self.norm(x[:, obj_slice])

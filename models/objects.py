@@ -66,6 +66,13 @@ def _labelled_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[ok], target[ok]) if bool(ok.any()) else logits.sum() * 0.0
 
 
+def sample_cells(maps: torch.Tensor, cells: torch.Tensor, grid: int) -> torch.Tensor:
+    """Bilinear samples of maps (B, C, H, W) at cells (B, K, 2) given as (x, y) in cells of a grid x grid
+    layout over the maps -> (B, K, C)."""
+    where = ((cells + 0.5) / grid * 2 - 1)[:, :, None]                                  # grid_sample coords
+    return F.grid_sample(maps, where.to(maps.dtype), align_corners=False)[..., 0].transpose(1, 2)
+
+
 def _sincos(xy: torch.Tensor, bands: int) -> torch.Tensor:
     """(..., 2) positions in [0, 1] -> (..., 4 * bands) sin-cos features at octave frequencies."""
     freqs = math.pi * 2.0 ** torch.arange(bands, device=xy.device, dtype=xy.dtype)      # (F,)
@@ -128,12 +135,11 @@ class ObjectTokens(nn.Module):
         xy = rows[..., 1:3].clamp_min(0)                                                 # (B, K, 2) cells
         if centres is not None and self.training:  # true centres, moved by up to half a cell as a peak would be
             xy = xy + torch.empty_like(xy).uniform_(-0.5, 0.5)
-        where = ((xy + 0.5) / self.grid * 2 - 1)[:, :, None]                            # grid_sample coords
-        sampled = F.grid_sample(feats, where, align_corners=False)[..., 0].transpose(1, 2)   # (B, K, C)
-        rgb = F.grid_sample(F.avg_pool2d(pixels, 3, stride=1, padding=1), where, align_corners=False)[..., 0]
+        sampled = sample_cells(feats, xy, self.grid)                                     # (B, K, C)
+        rgb = sample_cells(F.avg_pool2d(pixels, 3, stride=1, padding=1), xy, self.grid)  # (B, K, 3)
         kind = self.shape_embed(rows[..., 0].clamp_min(0).long())                        # (B, K, C)
         tokens = self.proj(torch.cat([sampled + kind, _sincos((xy + 0.5) / self.grid, self.bands)], -1))
-        tokens = tokens + self.rgb(rgb.transpose(1, 2))
+        tokens = tokens + self.rgb(rgb)
         aux = {"heat": heat, "attrs": self.attrs(sampled), "rows": rows}
         return tokens * mask[..., None], mask, aux
 

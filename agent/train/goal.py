@@ -7,7 +7,6 @@ the task moves (a push ends beside it).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,7 +71,7 @@ def tune_detector(pointer, run: GoalRun, data_dir=None) -> dict:
     from vla.agent.perception.loop import LoopConfig, run_loop
     from vla.agent.perception.scenes import load_set as load_scenes
     from vla.agent.train.data import random_color_matrices, recolor
-    from vla.models.objects import object_centres
+    from vla.models.objects import object_centres, sample_cells
 
     det = pointer.detector
     data = load_scenes(run.detector_scenes, **({"data_dir": Path(data_dir) / "scenes"} if data_dir else {}))
@@ -98,8 +97,7 @@ def tune_detector(pointer, run: GoalRun, data_dir=None) -> dict:
         for b, c in enumerate(true):
             rows[b, :len(c), :5] = torch.as_tensor(c)
         rows[..., 3] = -1.0                                   # no colour labels
-        where = ((rows[..., 1:3].clamp_min(0) + 0.5) / det.grid * 2 - 1)[:, :, None]
-        sampled = F.grid_sample(feats, where, align_corners=False)[..., 0].transpose(1, 2)
+        sampled = sample_cells(feats, rows[..., 1:3].clamp_min(0), det.grid)
         loss = det.loss({"heat": heat, "attrs": det.attrs(sampled), "rows": rows}, true)
         return loss, {"detector_loss": loss.detach()}
 
@@ -124,9 +122,9 @@ def targets(rows: torch.Tensor, mask: torch.Tensor, data: dict, near: float) -> 
     """-> the pointer's class per frame and the goal (N, 2). The class is the detected object nearest the oracle's
     goal (within `near` metres), else the one nearest the object the task moves (a push ends beside it), else -1
     (none)."""
-    from vla.models.goal import TABLE_CENTRE, TABLE_SCALE
+    from vla.models.goal import table_xy
 
-    table = rows[..., 11:13] * torch.tensor(TABLE_SCALE) + torch.tensor(TABLE_CENTRE)               # (N, K, 2)
+    table = table_xy(rows)                                                                            # (N, K, 2)
     goal = torch.as_tensor(data["labels"][:, 4:6])
     index = torch.full((len(goal),), -1, dtype=torch.long)
     for i in range(len(goal)):

@@ -347,9 +347,15 @@ def color_match_maps(images: torch.Tensor, rgb: torch.Tensor, valid: torch.Tenso
     """
     p = images[:, None].float()                                                           # (B, 1, 3, S, S)
     c = rgb[..., None, None].float()                                                      # (B, M, 3, 1, 1)
-    k = ((p * c).sum(2, keepdim=True) / (c * c).sum(2, keepdim=True).clamp_min(1e-4)).clamp(*shade)
-    residual = ((p - k * c) ** 2).sum(2)                                                  # (B, M, S, S)
+    residual = shaded_residual(p, c, dim=2, shade=shade)                                  # (B, M, S, S)
     return torch.exp(-0.5 * residual / tol ** 2) * valid[..., None, None]
+
+
+def shaded_residual(p: torch.Tensor, c: torch.Tensor, dim: int, shade: tuple = (0.55, 1.0)) -> torch.Tensor:
+    """Squared distance from colours p to k * c for the best shading k in `shade`, the channels along `dim`
+    (p and c broadcast against each other)."""
+    k = ((p * c).sum(dim, keepdim=True) / (c * c).sum(dim, keepdim=True).clamp_min(1e-4)).clamp(*shade)
+    return ((p - k * c) ** 2).sum(dim)
 
 
 def relation_features(maps: torch.Tensor, grid: int, box: int = 9) -> torch.Tensor:
