@@ -10,7 +10,8 @@
 #              (model.object_roles), and 30 + 30 more with the relation to [SEP] (model.object_relation).
 #              (The shipped run's first object stage had no colour/size head and no raw colour yet; the next stage
 #              added them.)
-#   diffusion  conditioned on the shipped CLIP's text tower (a frozen copy is saved with it), v-prediction, 20 min
+#   diffusion  latent: its VAE on crops of the train_xl renders (20 min), then the UNet on their latents
+#              (55 min), conditioned on the shipped CLIP's text tower (a frozen copy is saved with it), v-prediction
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
@@ -41,5 +42,5 @@ $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm tr
     train.lr=0.0004 train.threads=2
 $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
     train.lr=0.0002 train.warmup_steps=20 train.threads=2
-$vla train diffusion --preset tiny --out models/weights/diffusion train.minutes=20
+$vla train diffusion --preset latent --out models/weights/diffusion train.threads=2
 $vla eval tools --json

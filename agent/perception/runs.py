@@ -47,6 +47,18 @@ class DiffusionRun:
     scenes: str = "train"
     clip: str = "models/weights/clip"  # the text encoder the UNet is conditioned on (frozen)
     uncond_prob: float = 0.1           # caption dropped (classifier-free guidance) with this probability
+    object_weight: float = 0.0         # extra loss weight on pixels (latents) that show an object (segmentation)
+    # Latent models (model.vae_channels): the VAE trains first for vae_train.steps on vae_crop-pixel crops
+    # (half of them on an object), L1 with vae_object_weight more on object pixels (+ vae_edge x the L1 of the
+    # finite differences) + vae_kl x KL; or comes
+    # with its latent_scale from the latent diffusion checkpoint vae_from
+    vae_train: LoopConfig = field(default_factory=lambda: LoopConfig(steps=0))
+    vae_crop: int = 48
+    vae_object_weight: float = 10.0
+    vae_kl: float = 1e-6
+    vae_edge: float = 0.0
+    vae_from: str | None = None
+    init: str | None = None            # continue from this diffusion checkpoint (its sizes, text tower and VAE)
 
 
 @dataclass

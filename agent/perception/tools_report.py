@@ -48,7 +48,9 @@ def evaluate_tools(clip_w: str, vlm_w: str, diffusion_w: str, scenes: str = "hel
         "r1": lambda: ev.eval_clip_retrieval(clip, data), "locate": lambda: ev.eval_clip_locate(clip, data),
         "vqa": lambda: ev.eval_vqa(vlm, data, baseline), "vqa_unseen": lambda: ev.eval_vqa(vlm, unseen, None),
         "caps": lambda: ev.eval_captions(vlm, data), "objects": lambda: ev.eval_objects(vlm, data),
-        "diff": lambda: ev.eval_diffusion(diffusion, vlm, data, n=n_diffusion),
+        "diff": lambda: (ev.eval_diffusion(diffusion, vlm, data, n=n_diffusion) if n_diffusion > 0 else
+                         {"attr_acc": None, "object_acc": None, "real_attr_acc": None, "real_object_acc": None,
+                          "images_per_s": None}),
         "ms": lambda: _latency_ms(data["images"][0], weights),
     }
     res = {}
@@ -68,7 +70,8 @@ def evaluate_tools(clip_w: str, vlm_w: str, diffusion_w: str, scenes: str = "hel
         "vqa_n": vqa["n"], "vqa_acc_unseen_colors": res["vqa_unseen"]["acc"],
         "caption_precision": caps["precision"], "caption_recall": caps["recall"], "vlm_objects": res["objects"],
         "diffusion_attr_acc": diff["attr_acc"], "diffusion_object_acc": diff["object_acc"],
-        "diffusion_images_per_s": diff["images_per_s"], "ms_per_call": res["ms"],
+        "diffusion_attr_acc_real_scenes": diff["real_attr_acc"], "diffusion_object_acc_real_scenes":
+        diff["real_object_acc"], "diffusion_images_per_s": diff["images_per_s"], "ms_per_call": res["ms"],
         "scenes": {"name": scenes, "n": len(data["images"]), "unseen_colors_n": len(unseen["images"])},
     }
 
@@ -89,6 +92,9 @@ def print_report(r: dict) -> None:
         o = r["vlm_objects"]
         print(f"VLM object detector: recall {pct(o['recall'])}, precision {pct(o['precision'])}, "
               f"right count in {pct(o['count_exact'])} of scenes")
-    print(f"diffusion: all described objects recognised in {pct(r['diffusion_attr_acc'])} of images "
-          f"(per object {pct(r['diffusion_object_acc'])}); {r['diffusion_images_per_s']:.2f} images/s")
+    if r["diffusion_images_per_s"] is not None:
+        print(f"diffusion: all described objects recognised in {pct(r['diffusion_attr_acc'])} of images "
+              f"(per object {pct(r['diffusion_object_acc'])}; the same judge on the real scenes: "
+              f"{pct(r['diffusion_attr_acc_real_scenes'])}, per object {pct(r['diffusion_object_acc_real_scenes'])}); "
+              f"{r['diffusion_images_per_s']:.2f} images/s")
     print("ms per call: " + ", ".join(f"{k} {v:.1f}" for k, v in r["ms_per_call"].items()))

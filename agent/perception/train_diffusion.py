@@ -1,7 +1,11 @@
-"""`vla train diffusion`: train the pixel-space text-to-image UNet on downscaled scene renders and captions.
+"""`vla train diffusion`: train the text-to-image UNet on scene renders and their captions.
 
 The CLIP text tower (from `run.clip`) is frozen; the caption is dropped to the empty prompt with probability
-`uncond_prob` so sampling can use classifier-free guidance.
+`uncond_prob` so sampling can use classifier-free guidance. In pixel space the renders are downscaled to the
+model's size. A latent model first trains its VAE on crops of the renders (or takes it from `vae_from`), encodes
+every scene once, and trains the UNet on those latents. `init` continues a checkpoint (UNet, VAE, text tower).
+`object_weight` weighs the UNet's error more where the segmentation shows an object: they are a few pixels of a
+scene, and the judge asks about them.
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vla import ROOT, VLAError
 from vla.agent.perception.runs import DiffusionRun
@@ -21,12 +26,87 @@ def downscale(images: np.ndarray, size: int) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, size, size) in [-1, 1] (area interpolation)."""
     import cv2
 
+    if images.shape[1:3] == (size, size):
+        return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     small = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
     return torch.from_numpy(small).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
+def object_masks(seg: np.ndarray, size: int) -> torch.Tensor:
+    """Segmentation uint8 (N, H, W) -> float (N, 1, size, size): 1 where any part of the cell shows an object."""
+    mask = torch.from_numpy(seg > 0).float()[:, None]
+    return F.adaptive_max_pool2d(mask, size)
+
+
+def vae_crops(images: torch.Tensor, masks: torch.Tensor, size: int, n: int, rng: random.Random):
+    """`n` random `size`-pixel crops of float images (N, 3, S, S) and their masks; half are centred on an object
+    pixel (where the scene has one), the rest anywhere."""
+    N, _, S, _ = images.shape
+    out_x, out_m = [], []
+    for _ in range(n):
+        i = rng.randrange(N)
+        ys, xs = torch.nonzero(masks[i, 0], as_tuple=True)
+        if len(ys) and rng.random() < 0.5:
+            k = rng.randrange(len(ys))
+            y0, x0 = int(ys[k]) - size // 2, int(xs[k]) - size // 2
+        else:
+            y0, x0 = rng.randrange(S - size + 1), rng.randrange(S - size + 1)
+        y0, x0 = min(max(y0, 0), S - size), min(max(x0, 0), S - size)
+        out_x.append(images[i, :, y0:y0 + size, x0:x0 + size])
+        out_m.append(masks[i, :, y0:y0 + size, x0:x0 + size])
+    return torch.stack(out_x), torch.stack(out_m)
+
+
+def train_vae(diffusion, run: DiffusionRun, images: torch.Tensor, masks: torch.Tensor) -> dict:
+    """Train the latent model's AutoencoderKL on crops: object-weighted L1 + `vae_kl` x KL."""
+    from vla.agent.perception.loop import run_loop
+
+    vae, rng = diffusion.vae, random.Random(run.train.seed + 1)
+    size = min(run.vae_crop, images.shape[-1])
+    vae.train()
+
+    def step(_):
+        x, m = vae_crops(images, masks, size, run.vae_train.batch_size, rng)
+        post = vae.encode(x).latent_dist
+        y = vae.decode(post.sample()).sample
+        w = 1.0 + run.vae_object_weight * m
+        l1 = ((y - x).abs() * w).mean() / w.mean()
+        if run.vae_edge:  # L1 between the images' finite differences: keeps the objects' outlines sharp
+            for dim in (2, 3):
+                dw = torch.maximum(w.narrow(dim, 1, w.shape[dim] - 1), w.narrow(dim, 0, w.shape[dim] - 1))
+                err = (y.diff(dim=dim) - x.diff(dim=dim)).abs()
+                l1 = l1 + run.vae_edge * (err * dw).mean() / dw.mean() / 2
+        kl = post.kl().mean()                                                        # nats per crop
+        obj = ((y - x).abs() * m).sum() / (3 * m.sum()).clamp(min=1)
+        return l1 + run.vae_kl * kl, {"l1": l1.detach(), "object_l1": obj.detach(), "kl": kl.detach()}
+
+    metrics = run_loop(vae.parameters(), step, run.vae_train, title=f"train diffusion VAE ({run.name})")
+    vae.eval()
+    return metrics
+
+
+def latent_scale(diffusion, images: torch.Tensor, n: int = 256) -> float:
+    """1 / the std of the VAE's latent means over (up to) `n` scenes, so the UNet sees unit-variance latents."""
+    diffusion.cfg.latent_scale = 1.0
+    z = torch.cat([diffusion.to_model_space(images[i:i + 32]) for i in range(0, min(n, len(images)), 32)])
+    return float(1.0 / z.std().clamp(min=1e-6))
+
+
+def _take_vae(diffusion, path: str) -> None:
+    from vla.models.diffusion import load_diffusion
+
+    source = load_diffusion(str(ROOT / path if not Path(path).is_absolute() else path))
+    if getattr(source, "vae", None) is None or source.cfg.vae_channels != diffusion.cfg.vae_channels \
+            or source.cfg.latent_channels != diffusion.cfg.latent_channels \
+            or source.cfg.image_size != diffusion.cfg.image_size:
+        raise VLAError(f"vae_from={path!r} is not a latent diffusion checkpoint with this run's VAE "
+                       f"(vae_channels {list(diffusion.cfg.vae_channels)}, image_size {diffusion.cfg.image_size}).")
+    diffusion.vae.load_state_dict(source.vae.state_dict())
+    diffusion.cfg.latent_scale = source.cfg.latent_scale
+
+
 def train_diffusion(run: DiffusionRun, out: str, data_dir=None) -> dict:
-    """Train the diffusion UNet from `run` on scene set `run.scenes` and save it to `out`."""
+    """Train the diffusion model from `run` on scene set `run.scenes` and save it to `out`."""
     from vla.agent.perception.loop import run_loop
     from vla.models.clip import load_clip
     from vla.models.config import to_dict
@@ -34,14 +114,39 @@ def train_diffusion(run: DiffusionRun, out: str, data_dir=None) -> dict:
 
     torch.manual_seed(run.train.seed)
     torch.set_num_threads(run.train.threads)
-    clip_path = Path(run.clip) if Path(run.clip).is_absolute() else ROOT / run.clip
-    if not clip_path.exists():
-        raise VLAError(f"the diffusion model needs a trained CLIP text encoder at {str(clip_path)!r}; "
-                       "run `vla train clip` first or set clip=PATH.")
-    diffusion = new_diffusion(run.model, load_clip(str(clip_path)))
+    if run.init:
+        from vla.models.diffusion import load_diffusion
+
+        diffusion = load_diffusion(str(ROOT / run.init if not Path(run.init).is_absolute() else run.init))
+        if not hasattr(diffusion, "unet") or not hasattr(diffusion, "cfg"):
+            raise VLAError(f"init={run.init!r} is not a diffusion checkpoint of this project.")
+        diffusion.unet.float()
+        run.model = diffusion.cfg
+    else:
+        clip_path = Path(run.clip) if Path(run.clip).is_absolute() else ROOT / run.clip
+        if not clip_path.exists():
+            raise VLAError(f"the diffusion model needs a trained CLIP text encoder at {str(clip_path)!r}; "
+                           "run `vla train clip` first or set clip=PATH.")
+        diffusion = new_diffusion(run.model, load_clip(str(clip_path)))
+    if run.vae_from and not diffusion.cfg.latent:
+        raise VLAError("vae_from needs a latent model (model.vae_channels).")
     data = load_set(run.scenes, workers=run.train.threads, **({"data_dir": data_dir} if data_dir else {}))
     images = downscale(data["images"], run.model.image_size)                             # (N, 3, S, S)
+    masks = object_masks(data["seg"], run.model.image_size)                              # (N, 1, S, S)
     captions = [qa_data.caption(a) for a in data["annotations"]]
+    metrics: dict = {}
+    x0 = images
+    if diffusion.cfg.latent:
+        if run.init:
+            pass                                   # the VAE and its latent_scale came with the checkpoint
+        elif run.vae_from:
+            _take_vae(diffusion, run.vae_from)
+        else:
+            metrics.update({f"vae_{k}": v for k, v in train_vae(diffusion, run, images, masks).items()})
+            diffusion.cfg.latent_scale = latent_scale(diffusion, images)
+        if run.train.steps > 0:
+            x0 = torch.cat([diffusion.to_model_space(images[i:i + 64]) for i in range(0, len(images), 64)])
+            masks = F.adaptive_max_pool2d(masks, x0.shape[-1])
     rng = random.Random(run.train.seed)
     gen = torch.Generator().manual_seed(run.train.seed)
     diffusion.unet.train()
@@ -49,10 +154,12 @@ def train_diffusion(run: DiffusionRun, out: str, data_dir=None) -> dict:
     def step(_):
         idx = [rng.randrange(len(captions)) for _ in range(run.train.batch_size)]
         prompts = ["" if rng.random() < run.uncond_prob else captions[i] for i in idx]
-        loss = diffusion.loss(images[idx], diffusion.encode(prompts), gen)
+        weight = 1.0 + run.object_weight * masks[idx] if run.object_weight else None
+        loss = diffusion.loss(x0[idx], diffusion.encode(prompts), gen, weight=weight)
         return loss, {"loss": loss.detach()}
 
-    metrics = run_loop(diffusion.unet.parameters(), step, run.train, title=f"train diffusion ({run.name})")
+    if run.train.steps > 0:
+        metrics.update(run_loop(diffusion.unet.parameters(), step, run.train, title=f"train diffusion ({run.name})"))
     diffusion.unet.eval()
     diffusion.save(out, extra={"run": to_dict(run), "train_metrics": metrics})
     return metrics

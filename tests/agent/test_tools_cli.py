@@ -84,3 +84,8 @@ def test_bad_input_is_one_clear_error(weights, capsys, tmp_path, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_eval_tools_refuses_a_negative_image_count(capsys):
+    assert main(["eval", "tools", "--diffusion-images", "-1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --diffusion-images must be 0 or more, got -1."

@@ -57,6 +57,11 @@ def test_trained_tools_load_through_the_registry_and_evaluate(trained):
     assert 0 <= vqa["acc"] <= 1 and 0 <= vqa["question_only_acc"] <= 1 and vqa["n"] > 0
     found = ev.eval_objects(vlm, data)
     assert set(found) == {"recall", "precision", "count_exact"} and all(0 <= v <= 1 for v in found.values())
+    from vla.models.diffusion import load_diffusion
+
+    diff = ev.eval_diffusion(load_diffusion(str(trained / "diffusion")), vlm, data, n=2, steps=1)
+    assert diff["images"].shape == (2, 16, 16, 3) and diff["images_per_s"] > 0
+    assert all(0 <= diff[k] <= 1 for k in ("attr_acc", "object_acc", "real_attr_acc", "real_object_acc"))
     run = json.loads((trained / "vlm" / "run.json").read_text())
     assert run["run"]["name"] == "debug" and run["metrics"]["steps"] == 2
     assert run["run"]["model"]["objects"] == 4 and run["metrics"]["centre_loss"] > 0   # trained on true centres
@@ -70,3 +75,56 @@ def test_question_only_baseline_answers_the_majority():
     assert base(qas[0]) == "yes"
     assert base({"type": "count", "question": "how many blocks are there?", "answer": "1"}) == "2"
     assert np.isclose(np.mean([base(q) == q["answer"] for q in qas]), 0.75)
+
+
+def test_latent_diffusion_trains_its_vae_then_reuses_it(trained, tmp_path):
+    """The latent preset trains the VAE, scales its latents to unit variance and samples full-size images; a second
+    run with vae_from takes that VAE unchanged, one with init the whole model; a pixel-space checkpoint as vae_from
+    is refused."""
+    from vla import VLAError
+    from vla.models.diffusion import load_diffusion
+
+    run = load_run("diffusion", "latent_debug", [f"clip={trained / 'clip'}"])
+    metrics = train_diffusion(run, str(tmp_path / "a"), data_dir=trained / "data")
+    assert metrics["vae_steps"] == 2 and metrics["steps"] == 2
+    first = load_diffusion(str(tmp_path / "a"))
+    assert first.vae is not None and first.cfg.latent_scale != 1.0
+    image = get_tool("generate", weights=str(tmp_path / "a"))(prompt="a red block", steps=2)["image"]
+    assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+    again = load_run("diffusion", "latent_debug", [f"clip={trained / 'clip'}", f"vae_from={tmp_path / 'a'}"])
+    metrics = train_diffusion(again, str(tmp_path / "b"), data_dir=trained / "data")
+    assert "vae_steps" not in metrics
+    second = load_diffusion(str(tmp_path / "b"))
+    assert second.cfg.latent_scale == first.cfg.latent_scale
+    for (k, a), b in zip(first.vae.state_dict().items(), second.vae.state_dict().values()):
+        assert torch.equal(a, b), k
+    # init continues a checkpoint: with no steps the UNet, VAE and scale come back unchanged
+    cont = load_run("diffusion", "latent_debug", [f"init={tmp_path / 'a'}", "train.steps=0", "clip=/nonexistent"])
+    train_diffusion(cont, str(tmp_path / "d"), data_dir=trained / "data")
+    third = load_diffusion(str(tmp_path / "d"))
+    assert third.cfg.latent_scale == first.cfg.latent_scale
+    for (k, a), b in zip(first.unet.state_dict().items(), third.unet.state_dict().values()):
+        assert torch.equal(a, b), k
+    bad = load_run("diffusion", "latent_debug", [f"clip={trained / 'clip'}", f"vae_from={trained / 'diffusion'}"])
+    with pytest.raises(VLAError, match="is not a latent diffusion checkpoint"):
+        train_diffusion(bad, str(tmp_path / "c"), data_dir=trained / "data")
+
+
+def test_object_masks_and_vae_crops_follow_the_segmentation():
+    import random
+
+    from vla.agent.perception.train_diffusion import object_masks, vae_crops
+
+    seg = np.zeros((2, 32, 32), np.uint8)
+    seg[0, 20:22, 5:7] = 3                     # one small object in the first scene, none in the second
+    masks = object_masks(seg, 8)               # 4x4 cells: the object touches cells (5, 1)
+    assert masks.shape == (2, 1, 8, 8) and masks.sum() == 1 and masks[0, 0, 5, 1] == 1
+    full = object_masks(seg, 32)
+    images = torch.rand(2, 3, 32, 32)
+    images[:, 0] = full[:, 0]                  # channel 0 shows the mask: crops of image and mask must agree
+    x, m = vae_crops(images, full, 8, 200, random.Random(0))
+    assert x.shape == (200, 3, 8, 8) and m.shape == (200, 1, 8, 8)
+    assert torch.equal(x[:, :1], m)
+    with_object = int((m.flatten(1).amax(1) > 0).sum())
+    assert 30 < with_object < 90               # a quarter are centred on it (half of the first scene's), a few more
+    # are random windows that happen to hold it

@@ -26,7 +26,8 @@ def test_every_preset_trains_saves_and_loads(preset, tmp_path):
     run = load_run("diffusion", preset)
     run.model.image_size = min(run.model.image_size, 16)
     diff = new_diffusion(run.model, new_clip(CLIP, ["a red block in a green bowl"]))
-    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    x = diff.to_model_space(torch.rand(2, 3, 16, 16) * 2 - 1)
+    assert x.shape[1:] == diff.cfg.sample_shape
     loss = diff.loss(x, diff.encode(["a red block", ""]), torch.Generator().manual_seed(0))
     loss.backward()
     assert torch.isfinite(loss)
@@ -38,6 +39,23 @@ def test_every_preset_trains_saves_and_loads(preset, tmp_path):
     assert a.shape == (1, 16, 16, 3) and a.dtype == np.uint8
 
 
+class ExactUNet(torch.nn.Module):
+    """Knows the clean sample `x`, so it outputs the exact training target of its model's `prediction_type` (the
+    noise, or sqrt(ab) * noise - sqrt(1 - ab) * x), plus `bump` at pixel (0, 0)."""
+
+    def __init__(self, diff, x, bump: float = 0.0):
+        super().__init__()
+        self.diff, self.x, self.bump = diff, x, bump
+
+    def forward(self, noisy, t, encoder_hidden_states):
+        ab = self.diff.train_scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+        noise = (noisy - ab.sqrt() * self.x) / (1 - ab).sqrt()
+        target = noise if self.diff.cfg.prediction_type == "epsilon" else ab.sqrt() * noise - (1 - ab).sqrt() * self.x
+        target = target.clone()
+        target[:, :, 0, 0] += self.bump
+        return type("Out", (), {"sample": target})()
+
+
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
 def test_the_loss_targets_the_noise_or_the_velocity(prediction):
     """A UNet that outputs exactly the target (the noise, or sqrt(ab) * noise - sqrt(1 - ab) * x) has zero loss."""
@@ -46,18 +64,51 @@ def test_the_loss_targets_the_noise_or_the_velocity(prediction):
     diff = new_diffusion(cfg, new_clip(CLIP, ["a red block"]))
     x = torch.rand(2, 3, cfg.image_size, cfg.image_size) * 2 - 1
 
-    class Oracle(torch.nn.Module):
-        def forward(self, noisy, t, encoder_hidden_states):
-            ab = diff.train_scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
-            noise = (noisy - ab.sqrt() * x) / (1 - ab).sqrt()
-            target = noise if prediction == "epsilon" else ab.sqrt() * noise - (1 - ab).sqrt() * x
-            return type("Out", (), {"sample": target})()
-
-    diff.unet = Oracle()
+    diff.unet = ExactUNet(diff, x)
     assert float(diff.loss(x, diff.encode(["a red block", ""]), torch.Generator().manual_seed(0))) < 1e-8
     assert diff.train_scheduler.config.prediction_type == prediction
     cfg.prediction_type = "sample"
     with pytest.raises(VLAError, match="prediction_type must be"):
+        new_diffusion(cfg, new_clip(CLIP, ["a red block"]))
+
+
+def test_object_weight_scales_the_error_where_the_mask_is():
+    """A UNet wrong by 1 at one pixel only: unweighted, the loss is 1 / pixels; with weight 1 + 9 there, the pixel
+    counts 10 / mean(weight) times as much; a uniform weight changes nothing."""
+    cfg = load_run("diffusion", "debug").model
+    diff = new_diffusion(cfg, new_clip(CLIP, ["a red block"]))
+    x = torch.rand(2, 3, cfg.image_size, cfg.image_size) * 2 - 1
+
+    diff.unet = ExactUNet(diff, x, bump=1.0)
+    cond = diff.encode(["a red block", ""])
+    pixels = cfg.image_size ** 2
+    loss = lambda w: float(diff.loss(x, cond, torch.Generator().manual_seed(0), weight=w))  # noqa: E731
+    assert loss(None) == pytest.approx(1 / pixels, rel=1e-4)
+    assert loss(torch.full((2, 1, cfg.image_size, cfg.image_size), 3.0)) == pytest.approx(1 / pixels, rel=1e-4)
+    w = torch.ones(2, 1, cfg.image_size, cfg.image_size)
+    w[:, :, 0, 0] = 10.0
+    assert loss(w) == pytest.approx(10 / float(w[0].mean()) / pixels, rel=1e-4)
+
+
+def test_latent_model_decodes_to_full_size_and_checks_its_checkpoint(tmp_path):
+    """A latent model denoises (4, S/2, S/2) latents and returns S x S images; a checkpoint whose VAE does not
+    match its config is one clear error; latents and pixels map back and forth in [-1, 1]."""
+    cfg = load_run("diffusion", "latent_debug").model
+    diff = new_diffusion(cfg, new_clip(CLIP, ["a red block"]))
+    assert cfg.sample_shape == (4, 8, 8) and diff.vae is not None
+    z = diff.to_model_space(torch.rand(3, 3, 16, 16) * 2 - 1)
+    assert z.shape == (3, 4, 8, 8)
+    back = diff.to_images(z)
+    assert back.shape == (3, 3, 16, 16) and float(back.abs().max()) <= 1.0
+    assert diff.generate_batch(["a red block"], steps=2).shape == (1, 16, 16, 3)
+    diff.save(tmp_path / "d", half=False)
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    config["model"]["vae_channels"] = [8, 32]
+    (tmp_path / "d" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(VLAError, match="does not match its config"):
+        load_diffusion(str(tmp_path / "d"))
+    cfg.image_size = 15
+    with pytest.raises(VLAError, match="not divisible"):
         new_diffusion(cfg, new_clip(CLIP, ["a red block"]))
 
 
@@ -109,3 +160,16 @@ def test_stable_diffusion_directory_runs_through_the_tool(tiny_sd):
     np.testing.assert_array_equal(tool(prompt="a red block", steps=2, seed=1)["image"], image)
     with pytest.raises(VLAError, match="at most 16"):
         tool(prompt="a very long prompt indeed", steps=1)
+
+
+def test_shipped_model_is_latent_and_draws_the_table():
+    """The shipped weights: a latent model at the scenes' 96x96, deterministic per seed, whose samples show the
+    scene's tan table below and the white backdrop above (the medians of real renders: (191, 167, 131) / white)."""
+    diff = load_diffusion("default")
+    assert diff.vae is not None and diff.cfg.image_size == 96 and diff.cfg.latent_scale != 1.0
+    a = diff.generate("a red block in a green bowl", seed=1, steps=8)
+    np.testing.assert_array_equal(diff.generate("a red block in a green bowl", seed=1, steps=8), a)
+    assert a.shape == (96, 96, 3)
+    table = np.median(a[60:90].reshape(-1, 3), 0)
+    assert np.abs(table - [191, 167, 131]).max() < 20, table
+    assert np.median(a[:15].reshape(-1, 3), 0).min() > 230

@@ -40,16 +40,17 @@ def test_vla_ros_up_sim_runs_the_loop_in_another_process(rclpy_ctx, spinner, tin
         assert wait_for(future.done, 10) and future.result().success
         assert wait_for(lambda: status[-1]["estopped"] and status[-1]["task"]["state"] == "cancelled", 10)
         # commands in flight, then the e-stop's halts (halt_repeats: 3, on top of those of a fault before it,
-        # such as an inference overrun on a loaded machine), then silence: 1.5 s without a message, within 10 s
+        # such as an inference overrun on a loaded machine), then silence: halts last and 1.5 s without a
+        # message, within 20 s (on a loaded machine the last halt's timer tick can come more than 1.5 s late)
         seen = {"n": -1, "since": time.monotonic()}
 
-        def quiet() -> bool:
+        def settled() -> bool:
             if len(actions) != seen["n"]:
                 seen["n"], seen["since"] = len(actions), time.monotonic()
-            return time.monotonic() - seen["since"] >= 1.5
+            halted = len(actions) >= 3 and np.allclose(np.array(actions[-3:])[:, :4], 0)
+            return halted and time.monotonic() - seen["since"] >= 1.5
 
-        assert wait_for(quiet, 10), actions[-6:]
-        assert len(actions) >= 3 and np.allclose(np.array(actions[-3:])[:, :4], 0), actions[-6:]   # halts last
+        assert wait_for(settled, 20), actions[-6:]
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
