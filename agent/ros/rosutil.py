@@ -101,6 +101,7 @@ class Background:
         from rclpy.executors import MultiThreadedExecutor
 
         self.nodes = list(nodes)
+        self.stopping = False
         self.executor = MultiThreadedExecutor(num_threads=threads)
         for node in self.nodes:
             self.executor.add_node(node)
@@ -115,15 +116,18 @@ class Background:
         except ExternalShutdownException:
             pass
         except Exception:
-            if self.executor.context.ok():
+            if self.executor.context.ok() and not self.stopping:
                 raise
-            # the context was shut down under the executor (a signal handler, rclpy.shutdown): a normal end
+            # the context was shut down under the executor (a signal handler, rclpy.shutdown), or stop() shut the
+            # executor down while a callback of its last spin was still finishing (it then meets the executor's
+            # destroyed guard condition, rclpy's InvalidHandle): a normal end
 
     def alive(self) -> bool:
         return self.thread.is_alive()
 
     def stop(self) -> None:
         # Join the spin thread before destroying nodes, or its last wait touches destroyed handles.
+        self.stopping = True
         self.executor.shutdown(timeout_sec=10.0)
         self.thread.join(timeout=10.0)
         for node in self.nodes:
