@@ -74,7 +74,7 @@ def words(text: str) -> list[str]:
 def color_distance(rgb: torch.Tensor, word: torch.Tensor) -> torch.Tensor:
     """Distance from colours rgb (..., K, 3) to k * word (..., M, 3) for the best shading k in [0.55, 1]
     -> (..., K, M) (the residual of the policy's `color_match_maps`, per object rather than per pixel)."""
-    from vla.models.policy.vla import shaded_residual
+    from vla.models.policy.grounding import shaded_residual
 
     return shaded_residual(rgb[..., :, None, :], word[..., None, :, :], dim=-1).sqrt()
 

@@ -26,10 +26,9 @@ def downscale(images: np.ndarray, size: int) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, size, size) in [-1, 1] (area interpolation)."""
     import cv2
 
-    if images.shape[1:3] == (size, size):
-        return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    small = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
-    return torch.from_numpy(small).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    if images.shape[1:3] != (size, size):
+        images = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def object_masks(seg: np.ndarray, size: int) -> torch.Tensor:

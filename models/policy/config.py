@@ -51,7 +51,7 @@ class ModelConfig:
     # from `aux_source`; labels come from replaying the demos (vla.agent.train.labels).
     aux_waypoint: float = 0.0
     aux_source: str = "bridge"       # "bridge" (vision tokens only: forces the camera to be used) | "lm"
-    # A grounding head (see vla.models.policy.vla.GroundingHead) adds one LM token: where the current step's
+    # A grounding head (see vla.models.policy.grounding.GroundingHead) adds one LM token: where the current step's
     # object is. With oracle labels it is trained against the goal's patch, weighted by grounding_loss.
     grounding: bool = False
     grounding_loss: float = 1.0
@@ -68,7 +68,7 @@ class ModelConfig:
     ground_teacher: float = 0.0
     # The grounding head also sees, for each of the first `ground_color_maps` colour words of the instruction (in
     # order), a per-pixel match of the camera image against that word's RGB value (word_rgb), shading-invariant
-    # (see vla.models.policy.vla.color_match_maps). Colour is a word's value, not a learnt class, so a colour
+    # (see vla.models.policy.grounding.color_match_maps). Colour is a word's value, not a learnt class, so a colour
     # never seen in training is found as readily as a seen one. Needs ground_colors and grounding.
     ground_color_maps: int = 0
     # Referring expressions ("the small red block", "the red block left of the pink bowl") pick one of two twins

@@ -269,7 +269,7 @@ def test_state_dims_limit_what_the_state_token_sees():
 
 
 def test_grounding_regression_counts_only_patches_near_the_goal_and_reports_cm():
-    from vla.models.policy.vla import GroundingHead
+    from vla.models.policy.grounding import GroundingHead
 
     head = GroundingHead(vision_width=8, hidden=8, grid=4, goal="patch")
     goal = torch.tensor([[0.5, -0.5]])
@@ -328,7 +328,7 @@ def test_estimated_goal_and_teacher_goal_feed_the_grounding_token(goal, tmp_path
 
 
 def test_pixel_grounding_finds_the_peak_cell_and_scores_a_gaussian_target():
-    from vla.models.policy.vla import GroundingHead
+    from vla.models.policy.grounding import GroundingHead
 
     head = GroundingHead(vision_width=8, hidden=8, grid=2, goal="pixel")
     pixels = torch.zeros(1, 3, 16, 16)                                            # an 8 x 8 cell grid
@@ -354,7 +354,7 @@ def test_pixel_grounding_finds_the_peak_cell_and_scores_a_gaussian_target():
 
 
 def test_pixel_grounding_peak_commits_to_one_of_two_look_alikes_at_inference_only():
-    from vla.models.policy.vla import PixelGrounding
+    from vla.models.policy.grounding import PixelGrounding
 
     def run(peak: int, training: bool) -> torch.Tensor:
         fine = PixelGrounding(hidden=8, peak=peak).train(training)
@@ -374,7 +374,7 @@ def test_pixel_grounding_peak_commits_to_one_of_two_look_alikes_at_inference_onl
 def test_pixel_unet_starts_at_zero_and_learns_what_a_pixel_sees_only_in_context():
     """Two identical red squares; the goal is the one with a blue square beside it. The shallow pixel branch sees
     9 x 9 pixels around each pixel and cannot tell them apart; its U-Net (trained alone, from zero) can."""
-    from vla.models.policy.vla import PixelGrounding
+    from vla.models.policy.grounding import PixelGrounding
 
     def layouts(n: int, seed: int):
         g = torch.Generator().manual_seed(seed)
@@ -432,7 +432,7 @@ class _FixedLogits(torch.nn.Module):
 def test_colour_match_maps_light_up_objects_of_that_colour_whatever_their_shading(split):
     from vla.envs.env import VLAEnv
     from vla.envs.vocab import COLORS
-    from vla.models.policy.vla import color_match_maps
+    from vla.models.policy.grounding import color_match_maps
 
     names = list(COLORS)
     rgb, valid = torch.tensor([[COLORS[c][:3] for c in names]]), torch.ones(1, len(names))
@@ -497,7 +497,7 @@ def test_instruction_colours_are_taken_in_sentence_order_and_feed_both_grounding
 
 
 def test_relation_features_read_side_and_size_from_the_colour_maps():
-    from vla.models.policy.vla import relation_features
+    from vla.models.policy.grounding import relation_features
 
     maps = torch.zeros(1, 2, 64, 64)
     maps[0, 0, 28:32, 8:12] = 1.0          # slot 0: a small blob left and a large one right of ...
@@ -559,7 +559,7 @@ def test_colour_augmentation_recolours_the_image_and_the_colour_words_alike():
     from vla.agent.train.data import LUMA, random_color_matrices, recolor
     from vla.envs.env import VLAEnv
     from vla.envs.vocab import COLORS
-    from vla.models.policy.vla import color_match_maps
+    from vla.models.policy.grounding import color_match_maps
 
     matrices = random_color_matrices(200, 0.5, torch.Generator().manual_seed(0))
     identity = (matrices == torch.eye(3)).all(-1).all(-1)
