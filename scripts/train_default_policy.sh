@@ -23,7 +23,8 @@
 #   stage 9  the goal pointer (docs/POLICY.md item 16): the VLM's object detector fine-tuned on recoloured
 #            scenes, then a relational transformer over the instruction, the detected objects and the state,
 #            trained on oracle frames (data/goal/train.npz, rendered on first use) and attached to v12, fp16
-#            (v13, shipped). About 25 min. Needs the shipped VLM (models/weights/vlm) and its scenes
+#            (v14, shipped: the detections placed within their cell, item 17; v13 was the same on whole
+#            cells). About 25 min. Needs the shipped VLM (models/weights/vlm) and its scenes
 #            (data/tools/train_xl.npz, rendered on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."

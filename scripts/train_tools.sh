@@ -24,23 +24,27 @@ $vla train clip --preset tiny --out "$clip" init=$clip train.minutes=24 train.th
     train.warmup_steps=50 crop_fraction=0.6
 $vla train clip --preset tiny --out "$clip" init=$clip train.minutes=20 train.lr=0.0003 train.warmup_steps=20 \
     crop_fraction=0.6
+# The shipped VLM was trained on questions and captions about every annotated object, also those the image hides
+# (visible_only=false); the default now asks only about what shows (tried as a 30-minute continuation of the shipped
+# weights, runs/vlm/vis1: held-out VQA 95.7 %, caption recall 0.934; the same as the shipped 95.6 % / 0.936).
+vlm="$vla train vlm --preset tiny --out models/weights/vlm visible_only=false"
 plain="model.objects=0 model.object_roles=false model.object_relation=false"
-$vla train vlm --preset tiny --out models/weights/vlm train.threads=2 $plain
-$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=16 train.lr=0.0003 \
+$vlm train.threads=2 $plain
+$vlm init=models/weights/vlm train.minutes=16 train.lr=0.0003 \
     train.warmup_steps=20 train.threads=2 $plain
-$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=13 train.lr=0.0002 \
+$vlm init=models/weights/vlm train.minutes=13 train.lr=0.0002 \
     train.warmup_steps=20 train.threads=2 $plain
 before="model.objects_after_prompt=false model.object_roles=false model.object_relation=false"
-$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.threads=2 $before
-$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
+$vlm init=models/weights/vlm train.threads=2 $before
+$vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
     train.lr=0.0004 train.threads=2 $before
-$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
+$vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
     train.lr=0.0004 train.threads=2 model.object_roles=false model.object_relation=false
-$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
+$vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
     train.lr=0.0004 train.threads=2 model.object_relation=false
-$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
+$vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
     train.lr=0.0004 train.threads=2
-$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
+$vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
     train.lr=0.0002 train.warmup_steps=20 train.threads=2
 $vla train diffusion --preset latent --out models/weights/diffusion train.threads=2
 $vla eval tools --json

@@ -37,6 +37,9 @@ class VlmRun:
     clip_init: str | None = "models/weights/clip"   # start the vision tower from this CLIP checkpoint
     caption_fraction: float = 0.3  # share of examples that are captions (the rest are VQA pairs)
     init: str | None = None        # continue from this VLM checkpoint (its sizes and tokenizer) instead of new
+    # questions and captions only about what the image shows: no question names an object with fewer than
+    # qa_data.MIN_VISIBLE_PIXELS pixels in the segmentation, and captions leave such objects out
+    visible_only: bool = True
 
 
 @dataclass

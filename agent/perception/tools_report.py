@@ -67,8 +67,10 @@ def evaluate_tools(clip_w: str, vlm_w: str, diffusion_w: str, scenes: str = "hel
         "clip_zero_shot_acc_unseen_colors": zero_unseen["acc"],
         "clip_retrieval_r1": res["r1"], "clip_locate_acc": res["locate"],
         "vqa_acc": vqa["acc"], "vqa_question_only_acc": vqa.get("question_only_acc"), "vqa_acc_by_type": vqa["by_type"],
-        "vqa_n": vqa["n"], "vqa_acc_unseen_colors": res["vqa_unseen"]["acc"],
-        "caption_precision": caps["precision"], "caption_recall": caps["recall"], "vlm_objects": res["objects"],
+        "vqa_n": vqa["n"], "vqa_acc_with_hidden": vqa["acc_with_hidden"], "vqa_n_hidden": vqa["n_hidden"],
+        "vqa_acc_unseen_colors": res["vqa_unseen"]["acc"],
+        "caption_precision": caps["precision"], "caption_recall": caps["recall"],
+        "caption_recall_with_hidden": caps["recall_with_hidden"], "vlm_objects": res["objects"],
         "diffusion_attr_acc": diff["attr_acc"], "diffusion_object_acc": diff["object_acc"],
         "diffusion_attr_acc_real_scenes": diff["real_attr_acc"], "diffusion_object_acc_real_scenes":
         diff["real_object_acc"], "diffusion_images_per_s": diff["images_per_s"], "ms_per_call": res["ms"],
@@ -86,8 +88,10 @@ def print_report(r: dict) -> None:
           f"{pct(r['clip_locate_acc'])}")
     print(f"VQA exact match: {pct(r['vqa_acc'])} (question-only baseline {pct(r['vqa_question_only_acc'])}, "
           f"n={r['vqa_n']}); unseen colours {pct(r['vqa_acc_unseen_colors'])}")
+    print(f"  with the {r['vqa_n_hidden']} questions about objects the image hides: {pct(r['vqa_acc_with_hidden'])}")
     print("  by type: " + ", ".join(f"{t} {pct(v)}" for t, v in r["vqa_acc_by_type"].items()))
-    print(f"captions: attribute precision {r['caption_precision']:.3f}, recall {r['caption_recall']:.3f}")
+    print(f"captions: attribute precision {r['caption_precision']:.3f}, recall {r['caption_recall']:.3f} "
+          f"(counting hidden objects {r['caption_recall_with_hidden']:.3f})")
     if r.get("vlm_objects"):
         o = r["vlm_objects"]
         print(f"VLM object detector: recall {pct(o['recall'])}, precision {pct(o['precision'])}, "

@@ -26,13 +26,18 @@ from vla.models.vlm import CAPTION_PROMPT
 class VlmExamples:
     """(image index, prompt, answer) samples; QA pairs are pre-generated per scene with a seeded generator."""
 
-    def __init__(self, annotations: list[dict], caption_fraction: float, seed: int):
+    def __init__(self, annotations: list[dict], caption_fraction: float, seed: int,
+                 visible: list[set[int]] | None = None):
+        """`visible`: per scene, the ids of the objects its image shows (`qa_data.visible_ids`); then no question
+        names another object and the captions leave them out. None: every object of the annotation."""
         rng = random.Random(seed)
-        self.captions = [qa_data.caption(a) for a in annotations]
+        shown = (lambda i: None) if visible is None else visible.__getitem__  # noqa: E731
+        self.captions = [qa_data.caption(a if shown(i) is None else qa_data.seen_only(a, shown(i)))
+                         for i, a in enumerate(annotations)]
         self.by_type: dict[str, list[tuple[int, dict]]] = {t: [] for t in qa_data.QA_TYPES}
         for i, ann in enumerate(annotations):
             for variant in range(3):
-                for q in qa_data.questions(ann, random.Random(seed * 7919 + i * 3 + variant)):
+                for q in qa_data.questions(ann, random.Random(seed * 7919 + i * 3 + variant), visible=shown(i)):
                     self.by_type[q["type"]].append((i, q))
         self.types = [t for t, items in self.by_type.items() if items]
         self.caption_fraction, self.rng = caption_fraction, rng
@@ -65,7 +70,9 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
     torch.manual_seed(run.train.seed)
     torch.set_num_threads(run.train.threads)
     data = load_set(run.scenes, workers=run.train.threads, **({"data_dir": data_dir} if data_dir else {}))
-    examples = VlmExamples(data["annotations"], run.caption_fraction, run.train.seed)
+    shows = [qa_data.visible_ids(s, a) for s, a in zip(data["seg"], data["annotations"])] if run.visible_only \
+        else None
+    examples = VlmExamples(data["annotations"], run.caption_fraction, run.train.seed, shows)
     if run.clip_init:
         init = Path(run.clip_init) if Path(run.clip_init).is_absolute() else ROOT / run.clip_init
         run.model.vision.weights = run.clip_init if init.exists() else None

@@ -4,6 +4,12 @@ The annotation is `env.unwrapped.scene_annotation()` (docs/INTERFACES.md): objec
 size, position, `in` / `on`, and the gripper with the id it holds. "Left" is -y as seen from the front
 camera. Every generated question refers to objects unambiguously (a reference that matches two objects is
 never used), and spatial questions skip pairs closer than `MIN_GAP` metres sideways.
+
+Visibility: the annotation lists every object, including one the arm or a bowl's rim hides from the camera. A
+question about an object that shows fewer than `MIN_VISIBLE_PIXELS` pixels has no answer in the image, and a caption
+cannot be expected to name it (as CLEVR re-renders scenes whose objects are too occluded). `visible_ids` finds the
+objects that show; `questions(..., visible=)` keeps only the questions whose named objects all show (the same
+random draws, so the kept ones are a subset of the full set), and `seen_only` is the annotation of what shows.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ COLORS = ("red", "green", "blue", "yellow", "orange", "purple", "pink", "cyan", 
 SHAPES = ("block", "cylinder", "bowl")
 QA_TYPES = ("colour", "count", "existence", "spatial", "in", "holding")
 MIN_GAP = 0.03
+MIN_VISIBLE_PIXELS = 5
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -38,6 +45,24 @@ def refer(obj: dict, objects: list[dict], color: bool = True) -> str | None:
         if sum(_matches(o, desc) for o in objects) == 1:
             return desc
     return None
+
+
+def visible_ids(seg, ann: dict, min_pixels: int = MIN_VISIBLE_PIXELS) -> set[int]:
+    """Ids of the objects of `ann` that show at least `min_pixels` pixels in `seg`, an (S, S) array of object ids
+    (the segmentation rendered with the image)."""
+    import numpy as np
+
+    ids = np.asarray(seg).ravel()
+    counts = np.bincount(ids[ids >= 0].astype(np.int64))
+    return {o["id"] for o in ann["objects"] if o["id"] < len(counts) and counts[o["id"]] >= min_pixels}
+
+
+def seen_only(ann: dict, visible: set[int]) -> dict:
+    """The annotation without the objects not in `visible` (and without containment, stacking or holding that
+    names them): what the camera shows, for captions."""
+    keep = lambda i: i if i in visible else None  # noqa: E731
+    objects = [dict(o, **{k: keep(o.get(k)) for k in ("in", "on")}) for o in ann["objects"] if o["id"] in visible]
+    return dict(ann, objects=objects, gripper=dict(ann["gripper"], holding=keep(ann["gripper"].get("holding"))))
 
 
 def _by_id(ann: dict) -> dict:
@@ -184,13 +209,18 @@ _GENERATORS = {"colour": _qa_colour, "count": _qa_count, "existence": _qa_existe
                "in": _qa_in, "holding": _qa_holding}
 
 
-def questions(ann: dict, rng: random.Random | None = None, types=QA_TYPES) -> list[dict]:
+def questions(ann: dict, rng: random.Random | None = None, types=QA_TYPES,
+              visible: set[int] | None = None) -> list[dict]:
     """Templated QA pairs `{"type", "question", "answer", "refs"}` for the scene, grouped by type in QA_TYPES
     order. `refs` grounds the question: per object phrase in the order the question names them, the ids of the
-    objects it refers to ("how many blue objects" -> every blue one; "is there a red bowl?" -> none when absent)."""
+    objects it refers to ("how many blue objects" -> every blue one; "is there a red bowl?" -> none when absent).
+    With `visible` (see `visible_ids`), only the questions whose referents all show."""
     rng = rng or random.Random(0)
-    return [{"type": t, "question": q, "answer": a, "refs": refs} for t in types
-            for q, a, refs in _GENERATORS[t](ann, rng)]
+    out = [{"type": t, "question": q, "answer": a, "refs": refs} for t in types
+           for q, a, refs in _GENERATORS[t](ann, rng)]
+    if visible is None:
+        return out
+    return [q for q in out if all(i in visible for group in q["refs"] for i in group)]
 
 
 _MENTION = re.compile(r"\b(?:(small|large) )?(" + "|".join(COLORS) + r") (" + "|".join(SHAPES) + r")\b")

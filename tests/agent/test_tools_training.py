@@ -55,6 +55,15 @@ def test_trained_tools_load_through_the_registry_and_evaluate(trained):
     vlm = load_vlm(str(trained / "vlm"))
     vqa = ev.eval_vqa(vlm, data, ev.QuestionOnly(vlm.extra["baseline.json"]))
     assert 0 <= vqa["acc"] <= 1 and 0 <= vqa["question_only_acc"] <= 1 and vqa["n"] > 0
+    every = ev.qa_set(data["annotations"], seed=12345)
+    assert vqa["n"] + vqa["n_hidden"] == len(every) and 0 <= vqa["acc_with_hidden"] <= 1
+    blind = ev.eval_vqa(vlm, dict(data, seg=np.zeros_like(data["seg"])), None)   # the image shows no object
+    assert blind["n"] == sum(q["refs"] == [[]] for _, q in every) and blind["n_hidden"] == len(every) - blind["n"]
+    # only "is there a ...? no", "how many ...? 0" and "holding nothing" are left
+    assert set(blind["by_type"]) <= {"existence", "count", "holding"}
+    caps = ev.eval_captions(vlm, data)
+    assert all(0 <= caps[k] <= 1 for k in ("precision", "recall", "recall_with_hidden"))
+    assert ev.eval_captions(vlm, dict(data, seg=np.zeros_like(data["seg"])))["recall"] == 0.0
     found = ev.eval_objects(vlm, data)
     assert set(found) == {"recall", "precision", "count_exact"} and all(0 <= v <= 1 for v in found.values())
     from vla.models.diffusion import load_diffusion

@@ -112,3 +112,43 @@ def test_refs_ground_every_question_in_the_order_it_names_the_objects():
         elif q["type"] in ("colour", "holding"):
             assert len(refs) == 1 and len(refs[0]) == 1 and qa_data.refer(by_id[refs[0][0]], ann["objects"]) in text
     assert qa_data.questions(_scene(), random.Random(3), types=("holding",))[0]["refs"] == [[]]
+
+
+def _segmentation(pixels: dict[int, int], size: int = 16):
+    """A (size, size) id map where object i covers pixels[i] pixels (row-major), the rest background (0)."""
+    import numpy as np
+
+    flat = np.zeros(size * size, np.uint8)
+    at = 0
+    for i, n in pixels.items():
+        flat[at:at + n] = i
+        at += n
+    return flat.reshape(size, size)
+
+
+def test_visible_ids_count_pixels_of_the_segmentation():
+    seg = _segmentation({1: 4, 2: 30, 3: 5, 4: 0, 5: 12})
+    assert qa_data.visible_ids(seg, _scene()) == {2, 3, 5}            # 4 pixels < MIN_VISIBLE_PIXELS = 5
+    assert qa_data.visible_ids(seg, _scene(), min_pixels=1) == {1, 2, 3, 5}
+    assert qa_data.visible_ids(_segmentation({}), _scene()) == set()
+
+
+def test_questions_about_hidden_objects_are_left_out_and_the_rest_kept_unchanged():
+    ann = _scene(holding=2)
+    full = qa_data.questions(ann, random.Random(4))
+    shown = qa_data.questions(ann, random.Random(4), visible={1, 2, 3, 4})   # the large red block (5) is hidden
+    named = lambda q: {i for g in q["refs"] for i in g}  # noqa: E731
+    assert shown == [q for q in full if 5 not in named(q)]                     # a subset, same draws and order
+    assert len(shown) < len(full)
+    assert "how many blocks are there?" not in {q["question"] for q in shown}  # it would count the hidden one
+    assert any(q["answer"] == "no" and q["type"] == "existence" for q in shown)  # absent objects are still asked
+
+
+def test_seen_only_drops_hidden_objects_and_what_names_them():
+    ann = _scene(holding=1)
+    seen = qa_data.seen_only(ann, {1, 2, 4, 5})                  # the green bowl (3) holding the red block is hidden
+    assert [o["id"] for o in seen["objects"]] == [1, 2, 4, 5]
+    assert seen["objects"][0]["in"] is None and seen["gripper"]["holding"] == 1
+    assert qa_data.seen_only(ann, {2, 3})["gripper"]["holding"] is None
+    assert qa_data.caption(qa_data.seen_only(_scene(), {2, 4})) == "a yellow bowl and a blue cylinder"
+    assert ann["objects"][0]["in"] == 3                          # the input is not changed

@@ -41,9 +41,24 @@ def test_detection_keeps_local_maxima_per_class_above_the_threshold_strongest_fi
     heat = _heat([(0, 2, 2, 3.0), (2, 2, 2, 1.0),     # a block in a bowl: the same cell, both kept
                   (0, 3, 2, 2.0),                     # next to the first block and weaker: not a maximum
                   (1, 6, 6, -2.0)])                   # a cylinder below the threshold
-    np.testing.assert_array_equal(tokens.detect(heat)[0], [[0, 2, 2], [2, 2, 2]])
+    np.testing.assert_array_equal(tokens.detect(heat, refine=False)[0], [[0, 2, 2], [2, 2, 2]])
     crowded = _heat([(0, x, 0, 1.0 + x) for x in range(0, 8, 2)])
-    np.testing.assert_array_equal(tokens.detect(crowded)[0][:, 1], [6, 4, 2])   # `slots` strongest
+    np.testing.assert_array_equal(tokens.detect(crowded, refine=False)[0][:, 1], [6, 4, 2])   # `slots` strongest
+
+
+@pytest.mark.parametrize("centre", [(5.0, 7.0), (5.3, 6.8), (4.6, 7.45)])
+def test_a_peak_is_placed_within_its_cell_from_its_neighbours(centre):
+    """The detector is trained against a Gaussian around each centre; a heatmap of that shape, off the cell grid,
+    gives back its centre to a few hundredths of a cell (whole cells alone are off by up to half a cell)."""
+    tokens = ObjectTokens(slots=3, channels=8, out_dim=16, image_size=32, threshold=0.3)
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    prob = 0.9 * torch.exp(-((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2) / 2)
+    heat = torch.full((1, 3, 16, 16), -12.0)
+    heat[0, 1] = torch.logit(prob.clamp(1e-5, 1 - 1e-5))
+    (row,) = tokens.detect(heat)[0]
+    assert row[0] == 1 and np.abs(row[1:] - centre).max() < 0.05
+    (cell,) = tokens.detect(heat, refine=False)[0]
+    np.testing.assert_array_equal(cell[1:], np.round(centre))
 
 
 def test_tokens_are_sorted_left_to_right_masked_beyond_the_objects_and_move_with_position():
