@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla import ROOT, VLAError, did_you_mean
+from vla import VLAError, did_you_mean, project_path
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -56,7 +56,8 @@ def _tower_cfg(cfg: VisionConfig) -> tuple[int, dict, bool]:
         return cfg.width, vision_cfg, False
     model_cfg = open_clip.get_model_config(cfg.arch)
     if model_cfg is None:
-        raise VLAError(f"unknown open_clip architecture {cfg.arch!r}; " + did_you_mean(cfg.arch, open_clip.list_models()))
+        raise VLAError(f"unknown open_clip architecture {cfg.arch!r}; "
+                       + did_you_mean(cfg.arch, open_clip.list_models()))
     vision_cfg = dict(model_cfg["vision_cfg"])
     if isinstance(vision_cfg.get("layers"), (list, tuple)) or vision_cfg.get("timm_model_name"):
         raise VLAError(f"open_clip architecture {cfg.arch!r} is not a ViT; use a ViT-* architecture.")
@@ -115,8 +116,7 @@ class VisionEncoder(nn.Module):
             self.register_buffer("residual_std", torch.ones(()))
         self.normalize = cfg.normalize
         if load_weights and cfg.weights:
-            path = Path(cfg.weights)
-            sd = _read_state_dict(path if path.exists() or path.is_absolute() else ROOT / path)
+            sd = _read_state_dict(project_path(cfg.weights))
             self.tower.load_state_dict(_tower_weights(sd, self.tower.state_dict(), cfg.weights))
         if cfg.freeze:
             self.tower.requires_grad_(False)

@@ -14,6 +14,13 @@ __version__ = "0.1.0"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def project_path(path: str | Path) -> Path:
+    """A path a user or a config names: absolute, or relative to the working directory when it exists there, else
+    relative to ROOT (configs name shipped files such as models/weights/clip from the repository root)."""
+    path = Path(path)
+    return path if path.is_absolute() or path.exists() else ROOT / path
+
+
 class VLAError(Exception):
     """An error meant for people: one clear sentence naming what was wrong and what is allowed.
 

@@ -21,10 +21,9 @@ def add_arguments(parser) -> None:
 
 
 def _data_root(root: str) -> Path:
-    from vla import ROOT
+    from vla import project_path
 
-    path = Path(root)
-    return path if path.exists() or path.is_absolute() else ROOT / path
+    return project_path(root)
 
 
 def run(args) -> int:

@@ -10,7 +10,7 @@ from collections import Counter
 
 import numpy as np
 
-from vla.agent.perception.scenes import object_crops
+from vla.agent.perception.scenes import object_crops, visible_sets
 from vla.models.tools import qa_data
 
 SEEN_COLORS = qa_data.COLORS[:8]
@@ -62,10 +62,6 @@ def qa_set(annotations: list[dict], seed: int = 0) -> list[tuple[int, dict]]:
     rng = random.Random(seed)
     return [(i, q) for i, ann in enumerate(annotations) for q in qa_data.questions(ann, rng)]
 
-
-def visible_sets(data: dict) -> list[set[int]]:
-    """Per scene, the ids of the objects the image shows (`qa_data.visible_ids` on its segmentation)."""
-    return [qa_data.visible_ids(seg, ann) for seg, ann in zip(data["seg"], data["annotations"])]
 
 
 class QuestionOnly:
@@ -134,12 +130,12 @@ def eval_objects(vlm, data: dict, batch: int = 64, tolerance: float = 1.0) -> di
 def eval_captions(vlm, data: dict, batch: int = 64) -> dict:
     """Attribute precision (coloured objects named that the scene has, hidden or not) and recall (of the objects
     the image shows, how many the caption names); `recall_with_hidden` counts the hidden ones too."""
-    counts = np.zeros(5)
+    counts, visible = np.zeros(5), visible_sets(data)
     for s in range(0, len(data["images"]), batch):
-        for text, ann, seg in zip(vlm.captions(data["images"][s:s + batch]), data["annotations"][s:s + batch],
-                                  data["seg"][s:s + batch]):
+        for i, text in enumerate(vlm.captions(data["images"][s:s + batch]), s):
+            ann = data["annotations"][i]
             tp, said, there = qa_data.attribute_match(text, ann)
-            tp_shown, _, shown = qa_data.attribute_match(text, qa_data.seen_only(ann, qa_data.visible_ids(seg, ann)))
+            tp_shown, _, shown = qa_data.attribute_match(text, qa_data.seen_only(ann, visible[i]))
             counts += (tp, said, there, tp_shown, shown)
     tp, said, there, tp_shown, shown = np.maximum(counts, [0, 1, 1, 0, 1])
     return {"precision": tp / said, "recall": tp_shown / shown, "recall_with_hidden": tp / there}

@@ -108,6 +108,14 @@ def load_set(name: str, data_dir: Path = DATA_DIR, workers: int = 1) -> dict:
     return {"images": f["images"], "seg": f["seg"], "annotations": [json.loads(a) for a in f["annotations"]]}
 
 
+def visible_sets(data: dict) -> list[set[int]]:
+    """Per scene of a loaded set, the ids of the objects its image shows (`qa_data.visible_ids` on the
+    segmentation): what questions and captions may name."""
+    from vla.models.tools.qa_data import visible_ids
+
+    return [visible_ids(seg, ann) for seg, ann in zip(data["seg"], data["annotations"])]
+
+
 def known_set(name: str, sets: dict, kind: str):
     """`sets[name]`, or a VLAError naming the known ones."""
     if name not in sets:

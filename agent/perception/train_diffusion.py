@@ -10,13 +10,12 @@ scene, and the judge asks about them.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vla import ROOT, VLAError
+from vla import VLAError, project_path
 from vla.agent.perception.runs import DiffusionRun
 from vla.agent.perception.scenes import load_set
 from vla.models.tools import qa_data
@@ -94,7 +93,7 @@ def latent_scale(diffusion, images: torch.Tensor, n: int = 256) -> float:
 def _take_vae(diffusion, path: str) -> None:
     from vla.models.diffusion import load_diffusion
 
-    source = load_diffusion(str(ROOT / path if not Path(path).is_absolute() else path))
+    source = load_diffusion(str(project_path(path)))
     if getattr(source, "vae", None) is None or source.cfg.vae_channels != diffusion.cfg.vae_channels \
             or source.cfg.latent_channels != diffusion.cfg.latent_channels \
             or source.cfg.image_size != diffusion.cfg.image_size:
@@ -116,13 +115,13 @@ def train_diffusion(run: DiffusionRun, out: str, data_dir=None) -> dict:
     if run.init:
         from vla.models.diffusion import load_diffusion
 
-        diffusion = load_diffusion(str(ROOT / run.init if not Path(run.init).is_absolute() else run.init))
+        diffusion = load_diffusion(str(project_path(run.init)))
         if not hasattr(diffusion, "unet") or not hasattr(diffusion, "cfg"):
             raise VLAError(f"init={run.init!r} is not a diffusion checkpoint of this project.")
         diffusion.unet.float()
         run.model = diffusion.cfg
     else:
-        clip_path = Path(run.clip) if Path(run.clip).is_absolute() else ROOT / run.clip
+        clip_path = project_path(run.clip)
         if not clip_path.exists():
             raise VLAError(f"the diffusion model needs a trained CLIP text encoder at {str(clip_path)!r}; "
                            "run `vla train clip` first or set clip=PATH.")

@@ -9,15 +9,14 @@ weights as baseline.json, so `vla eval tools` can show how much the image matter
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from vla import ROOT
+from vla import project_path
 from vla.agent.perception.evaluate import QuestionOnly
 from vla.agent.perception.runs import VlmRun
-from vla.agent.perception.scenes import load_set
+from vla.agent.perception.scenes import load_set, visible_sets
 from vla.models.objects import object_centres, visible_objects
 from vla.models.tools import qa_data
 from vla.models.vlm import CAPTION_PROMPT
@@ -70,12 +69,10 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
     torch.manual_seed(run.train.seed)
     torch.set_num_threads(run.train.threads)
     data = load_set(run.scenes, workers=run.train.threads, **({"data_dir": data_dir} if data_dir else {}))
-    shows = [qa_data.visible_ids(s, a) for s, a in zip(data["seg"], data["annotations"])] if run.visible_only \
-        else None
-    examples = VlmExamples(data["annotations"], run.caption_fraction, run.train.seed, shows)
+    examples = VlmExamples(data["annotations"], run.caption_fraction, run.train.seed,
+                           visible_sets(data) if run.visible_only else None)
     if run.clip_init:
-        init = Path(run.clip_init) if Path(run.clip_init).is_absolute() else ROOT / run.clip_init
-        run.model.vision.weights = run.clip_init if init.exists() else None
+        run.model.vision.weights = run.clip_init if project_path(run.clip_init).exists() else None
     if run.init:
         grow = {k: getattr(run.model, k) for k in OBJECT_FIELDS} if run.model.objects else None
         vlm = load_vlm(run.init, objects=grow)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vla import ROOT, VLAError
+from vla import VLAError, project_path
 from vla.agent.perception.runs import GoalRun
 
 
@@ -21,7 +21,7 @@ def load_detector(pointer, vlm: str) -> None:
     """Copy the VLM checkpoint's detector (`objects.net/heat/attrs`) into `pointer.detector`."""
     from safetensors import safe_open
 
-    path = Path(vlm) if Path(vlm).is_absolute() else ROOT / vlm
+    path = project_path(vlm)
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise VLAError(f"no VLM checkpoint at {str(path)!r}: the goal pointer takes its object detector from one.")

@@ -163,3 +163,13 @@ def test_position_mix_makes_pooled_patches_position_dependent():
     assert bridge(left).shape == (1, 4, 12)
     with pytest.raises(VLAError, match="number of patch tokens"):
         build_bridge(BridgeConfig(position_mix=True), 8, 12)
+
+
+def test_project_path_takes_absolute_then_working_directory_then_the_repository_root(tmp_path, monkeypatch):
+    from vla import ROOT, project_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine").mkdir()
+    assert project_path(tmp_path / "x") == tmp_path / "x"
+    assert project_path("mine").resolve() == tmp_path.resolve() / "mine"                # exists here: kept
+    assert project_path("models/weights/clip") == ROOT / "models/weights/clip"          # a shipped default
