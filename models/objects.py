@@ -10,7 +10,8 @@ features there (a linear probe read it from 23 % of the tokens after 6000 steps)
 Each centre becomes one token: the conv features there plus a shape-class embedding, its (x, y) in sin-cos form,
 and the raw colour of the 3x3 pixels there. Tokens are sorted left to right, so their order in the sequence says
 the same as their x. Training reads the true centres (jittered by up to half a cell); inference takes the peaks
-above `threshold`, at most `slots` of them.
+above `threshold`, at most `slots` of them: of a second heatmap at the image's own resolution when there is one
+(`fine`), since on the half-resolution grid two stacked blocks made one peak.
 
 Grounding (`roles`): a head on the LM's hidden states at the tokens learns which of them each object phrase of the
 question names (`role_loss`; the targets come from the questions' `refs`). `relate` turns its soft pointers into
@@ -98,12 +99,30 @@ def subcell_offsets(prob: torch.Tensor) -> torch.Tensor:
                         vertex(logp[..., :-2, 1:-1], logp[..., 2:, 1:-1])], -1)
 
 
+def focal_loss(heat: torch.Tensor, centres: list[np.ndarray], sigma: float) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss of heat logits (B, C, h, w) against a Gaussian of `sigma` cells around
+    every centre (rows (class, x, y, ...) in cells of that map), per class, divided by the number of centres."""
+    B, C, h, w = heat.shape
+    target = torch.zeros(B, C, h, w, device=heat.device)
+    yy, xx = torch.meshgrid(torch.arange(h, device=heat.device), torch.arange(w, device=heat.device), indexing="ij")
+    for b, rows in enumerate(centres):
+        for cls, x, y in np.asarray(rows)[:, :3]:
+            blob = torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
+            target[b, int(cls)] = torch.maximum(target[b, int(cls)], blob)
+            target[b, int(cls), int(round(float(y))), int(round(float(x)))] = 1.0
+    prob = heat.float().sigmoid().clamp(1e-4, 1 - 1e-4)
+    pos = target.eq(1).float()
+    pos_loss = -(prob.log() * (1 - prob) ** 2 * pos).sum()
+    neg_loss = -((1 - prob).log() * prob ** 2 * (1 - target) ** 4 * (1 - pos)).sum()
+    return (pos_loss + neg_loss) / pos.sum().clamp_min(1)
+
+
 class ObjectTokens(nn.Module):
     """Normalised pixels (B, 3, S, S) -> object tokens (B, slots, out_dim), their mask, and what `loss` needs."""
 
     def __init__(self, slots: int, channels: int, out_dim: int, image_size: int, colors: int = len(COLORS),
                  threshold: float = 0.5, bands: int = 6, roles: bool = False, hidden: int | None = None,
-                 relation: bool = False):
+                 relation: bool = False, fine: bool = False):
         super().__init__()
         self.slots, self.grid, self.threshold, self.bands = slots, image_size // 2, threshold, bands
         c = channels
@@ -117,6 +136,14 @@ class ObjectTokens(nn.Module):
             nn.Conv2d(c, c, 1))
         self.heat = nn.Conv2d(c, len(SHAPE_CLASSES), 1)
         nn.init.constant_(self.heat.bias, -2.19)                                        # CenterNet's prior 0.1
+        # `fine`: a second heatmap at the image's own resolution, from the features upsampled and the first (full
+        # resolution) layer's, for the detections. A block stacked on another shows its centre 1-2 cells above the
+        # lower one's, and one cell's 3x3 peak test keeps only one of the two (see `fine_heat`).
+        self.fine = None
+        if fine:
+            self.fine = nn.Sequential(nn.Conv2d(c + c // 2, c, 3, padding=1), nn.GELU(),
+                                      nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.Conv2d(c, len(SHAPE_CLASSES), 1))
+            nn.init.constant_(self.fine[-1].bias, -2.19)
         self.shape_embed = nn.Embedding(len(SHAPE_CLASSES), c)
         self.proj = nn.Sequential(nn.Linear(c + 4 * bands, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
         self.attrs = nn.Linear(c, colors + len(SIZES))                                   # colour, size logits
@@ -139,9 +166,11 @@ class ObjectTokens(nn.Module):
         """-> tokens (B, K, D), mask (B, K) long, and `aux` for `loss` (the heat logits (B, 3, g, g), attribute
         logits (B, K, A) and the rows behind the tokens (B, K, 6), -1 where empty). `centres`: per image (M, 5)
         rows of `object_centres`, or (M, 6) with each object's role (training); None detects them."""
-        feats = self.net(pixels)                                                         # (B, C, g, g)
+        stem = self.net[:2](pixels)                                                      # (B, C/2, S, S)
+        feats = self.net[2:](stem)                                                       # (B, C, g, g)
         heat = self.heat(feats)
-        found = self.detect(heat) if centres is None else centres
+        fine = self.fine_heat(stem, feats)
+        found = self.detect(heat, fine=fine) if centres is None else centres
         B, K = len(found), self.slots
         rows = torch.full((B, K, 6), -1.0, device=pixels.device)
         mask = torch.zeros(B, K, dtype=torch.long, device=pixels.device)
@@ -158,16 +187,27 @@ class ObjectTokens(nn.Module):
         kind = self.shape_embed(rows[..., 0].clamp_min(0).long())                        # (B, K, C)
         tokens = self.proj(torch.cat([sampled + kind, _sincos((xy + 0.5) / self.grid, self.bands)], -1))
         tokens = tokens + self.rgb(rgb)
-        aux = {"heat": heat, "attrs": self.attrs(sampled), "rows": rows}
+        aux = {"heat": heat, "fine": fine, "attrs": self.attrs(sampled), "rows": rows}
         return tokens * mask[..., None], mask, aux
 
+    def fine_heat(self, stem: torch.Tensor, feats: torch.Tensor) -> torch.Tensor | None:
+        """The full-resolution heat logits (B, 3, S, S) from the first layer's output `stem` and the features; None
+        without the `fine` head."""
+        if self.fine is None:
+            return None
+        up = F.interpolate(feats, size=stem.shape[-2:], mode="bilinear", align_corners=False)
+        return self.fine(torch.cat([up, stem], 1))
+
     @torch.no_grad()
-    def detect(self, heat: torch.Tensor, refine: bool = True) -> list[np.ndarray]:
+    def detect(self, heat: torch.Tensor, refine: bool = True, fine: torch.Tensor | None = None) -> list[np.ndarray]:
         """Peaks of the heatmap (a 3x3 max-pool keeps local maxima per class) above `threshold`, strongest first,
-        as (M, 3) rows (class, x, y) in cells. `refine` places each peak within its cell (`subcell_offsets`)."""
-        prob = heat.float().sigmoid()
+        as (M, 3) rows (class, x, y) in cells. `refine` places each peak within its cell (`subcell_offsets`).
+        Given the `fine` heatmap (B, 3, S, S), the peaks are its own, at the image's resolution, in cells too."""
+        src = heat if fine is None else fine
+        prob = src.float().sigmoid()
         peaks = (prob == F.max_pool2d(prob, 3, stride=1, padding=1)) & (prob > self.threshold)
-        shift = subcell_offsets(prob) if refine else None                                # (B, C, g, g, 2)
+        shift = subcell_offsets(prob) if refine else None                                # (B, C, h, w, 2)
+        scale = self.grid / prob.shape[-1]
         out = []
         for b in range(len(prob)):
             cls, y, x = torch.nonzero(peaks[b], as_tuple=True)
@@ -175,31 +215,34 @@ class ObjectTokens(nn.Module):
             rows = torch.stack([cls, x, y], 1).float()
             if shift is not None:
                 rows[:, 1:] += shift[b, cls, y, x]
+            if scale != 1:
+                rows[:, 1:] = (rows[:, 1:] + 0.5) * scale - 0.5                         # into cells of the grid
             out.append(rows[order].cpu().numpy())
         return out
 
     def loss(self, aux: dict, centres: list[np.ndarray], sigma: float = 1.0) -> torch.Tensor:
         """CenterNet's penalty-reduced focal loss against a Gaussian around every true centre, per class, plus the
-        cross-entropy of the colour and size at every true centre (`aux` from a forward on those centres)."""
-        heat = aux["heat"]
-        B, C, g, _ = heat.shape
-        target = torch.zeros(B, C, g, g, device=heat.device)
-        yy, xx = torch.meshgrid(torch.arange(g, device=heat.device), torch.arange(g, device=heat.device),
-                                indexing="ij")
-        for b, rows in enumerate(centres):
-            for cls, x, y in np.asarray(rows)[:, :3]:
-                blob = torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2))
-                target[b, int(cls)] = torch.maximum(target[b, int(cls)], blob)
-                target[b, int(cls), int(round(float(y))), int(round(float(x)))] = 1.0
-        prob = heat.float().sigmoid().clamp(1e-4, 1 - 1e-4)
-        pos = target.eq(1).float()
-        pos_loss = -(prob.log() * (1 - prob) ** 2 * pos).sum()
-        neg_loss = -((1 - prob).log() * prob ** 2 * (1 - target) ** 4 * (1 - pos)).sum()
+        cross-entropy of the colour and size at every true centre (`aux` from a forward on those centres); with the
+        `fine` head, its focal loss too (`fine_loss`)."""
+        total = focal_loss(aux["heat"], centres, sigma)
+        if aux.get("fine") is not None:
+            total = total + self.fine_loss(aux["fine"], centres)
         attrs, rows = aux["attrs"].float(), aux["rows"]
         color = _labelled_ce(attrs[..., :self.colors].flatten(0, 1), rows[..., 3].long().flatten())
         size_target = torch.where(rows[..., 0] >= 0, rows[..., 4], -1.0).long().flatten()
         size = _labelled_ce(attrs[..., self.colors:].flatten(0, 1), size_target)
-        return (pos_loss + neg_loss) / pos.sum().clamp_min(1) + color + size
+        return total + color + size
+
+    def fine_loss(self, fine: torch.Tensor, centres: list[np.ndarray], sigma: float = 1.0) -> torch.Tensor:
+        """The focal loss of the full-resolution heatmap: the centres (in cells) moved to its pixels, a Gaussian of
+        `sigma` pixels (half a cell) around each, so that centres a cell apart stay two peaks."""
+        scale = fine.shape[-1] / self.grid
+        moved = []
+        for rows in centres:
+            rows = np.array(rows, np.float32)[:, :3].reshape(-1, 3)
+            rows[:, 1:] = (rows[:, 1:] + 0.5) * scale - 0.5
+            moved.append(rows)
+        return focal_loss(fine, moved, sigma)
 
     def role_loss(self, hidden: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of each token's role in the question (column 5 of `rows`; -1 = unknown, skipped) from the

@@ -32,7 +32,7 @@ from vla.models.vision import VisionConfig, VisionEncoder
 
 CAPTION_PROMPT = "describe the scene ."
 OBJECT_FIELDS = ("objects", "object_channels", "object_threshold", "objects_after_prompt", "object_roles",
-                 "object_relation")
+                 "object_relation", "object_fine")
 SEP, EOS = "[SEP]", "[EOS]"
 
 
@@ -52,6 +52,7 @@ class VLMConfig:
     objects_after_prompt: bool = False  # object tokens between the prompt and [SEP], so they read the question
     object_roles: bool = False   # train a grounding head: each object token's role in the question (ObjectTokens)
     object_relation: bool = False  # and give [SEP] the named objects' positions (needs objects_after_prompt)
+    object_fine: bool = False    # detect on a second, full-resolution heatmap (ObjectTokens `fine`)
 
 
 def make_tokenizer(sentences: list[str]):
@@ -76,7 +77,7 @@ class VLMNet(nn.Module):
         self.text_to_bridge = nn.Linear(cfg.llm.hidden_size, cfg.bridge.hidden_size) if cfg.bridge.text_input else None
         self.objects = (ObjectTokens(cfg.objects, cfg.object_channels, cfg.llm.hidden_size, cfg.vision.image_size,
                                      threshold=cfg.object_threshold, roles=cfg.object_roles,
-                                     relation=cfg.object_relation) if cfg.objects else None)
+                                     relation=cfg.object_relation, fine=cfg.object_fine) if cfg.objects else None)
         if cfg.object_relation and not (cfg.objects and cfg.objects_after_prompt):
             raise VLAError("model.object_relation needs object tokens after the prompt: set model.objects > 0 and "
                            "model.objects_after_prompt=true.")

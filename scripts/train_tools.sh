@@ -7,9 +7,11 @@
 #              then 16 and 13 minutes more at lower rates, without object tokens; then the object tokens are
 #              added (model.objects, 6000 steps, 29 min), trained on for 30 minutes more, and moved after the
 #              question (model.objects_after_prompt) for 30 minutes; then 30 minutes with the grounding head
-#              (model.object_roles), and 30 + 30 more with the relation to [SEP] (model.object_relation).
+#              (model.object_roles), and 30 + 30 more with the relation to [SEP] (model.object_relation); last,
+#              the full-resolution detection heatmap alone (fine_only, 2500 steps, 17 min).
 #              (The shipped run's first object stage had no colour/size head and no raw colour yet; the next stage
-#              added them.)
+#              added them. Its full-resolution heatmap came only in the last stage; the preset now has it from the
+#              first object stage on, trained with the rest.)
 #   diffusion  latent: its VAE on crops of the train_xl renders (20 min), then the UNet on their latents
 #              (55 min), conditioned on the shipped CLIP's text tower (a frozen copy is saved with it), v-prediction
 set -euo pipefail
@@ -46,5 +48,7 @@ $vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
     train.lr=0.0004 train.threads=2
 $vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
     train.lr=0.0002 train.warmup_steps=20 train.threads=2
+$vlm init=models/weights/vlm fine_only=true train.steps=2500 train.minutes=0 train.lr=0.001 \
+    train.warmup_steps=50 train.threads=2
 $vla train diffusion --preset latent --out models/weights/diffusion train.threads=2
 $vla eval tools --json

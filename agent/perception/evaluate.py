@@ -116,9 +116,11 @@ def eval_objects(vlm, data: dict, batch: int = 64, tolerance: float = 1.0) -> di
     det = getattr(getattr(vlm, "net", None), "objects", None)
     if det is None:
         return None
+    found = []
     with torch.no_grad():
-        found = [f for s in range(0, len(data["images"]), batch)
-                 for f in det.detect(det(vlm.net._pixels(data["images"][s:s + batch]))[2]["heat"])]
+        for s in range(0, len(data["images"]), batch):
+            aux = det(vlm.net._pixels(data["images"][s:s + batch]))[2]
+            found += det.detect(aux["heat"], fine=aux["fine"])
     truth = [object_centres(s, a, det.grid) for s, a in zip(data["seg"], data["annotations"])]
     near = lambda a, b: a[0] == b[0] and np.abs(a[1:3] - b[1:3]).max() <= tolerance  # noqa: E731
     recall = [any(near(f, t) for f in fs) for fs, ts in zip(found, truth) for t in ts]

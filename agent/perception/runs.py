@@ -40,6 +40,9 @@ class VlmRun:
     # questions and captions only about what the image shows: no question names an object with fewer than
     # qa_data.MIN_VISIBLE_PIXELS pixels in the segmentation, and captions leave such objects out
     visible_only: bool = True
+    # train only the object detector's full-resolution heatmap (model.object_fine) on the scenes, every other weight
+    # kept (with init=): the LM and its object tokens stay as they are, only where the objects are found changes
+    fine_only: bool = False
 
 
 @dataclass

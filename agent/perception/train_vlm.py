@@ -13,7 +13,7 @@ import random
 import numpy as np
 import torch
 
-from vla import project_path
+from vla import VLAError, project_path
 from vla.agent.perception.evaluate import QuestionOnly
 from vla.agent.perception.runs import VlmRun
 from vla.agent.perception.scenes import load_set, visible_sets
@@ -80,6 +80,8 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
         vlm.net.vision.tower.requires_grad_(not run.model.vision.freeze)
     else:
         vlm = new_vlm(run.model, examples.sentences())
+    if run.fine_only:
+        return _train_fine(vlm, data, run, out)
     vlm.net.train()
     images = data["images"]
     cached = _frozen_patches(vlm.net, images) if run.model.vision.freeze else None       # (N, P, Dv) or None
@@ -99,6 +101,36 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
     vlm.net.eval()
     baseline = QuestionOnly.fit(examples.all_questions())
     vlm.save(out, extra={"baseline.json": baseline.table, "run.json": {"run": to_dict(run), "metrics": metrics}})
+    return metrics
+
+
+def _train_fine(vlm, data: dict, run: VlmRun, out: str) -> dict:
+    """Train the object detector's full-resolution heatmap alone (`run.fine_only`) against the scenes' object
+    centres; the detector's other layers run frozen, without gradients."""
+    from vla.agent.perception.loop import run_loop
+    from vla.models.config import to_dict
+
+    det = vlm.net.objects
+    if det is None or det.fine is None:
+        raise VLAError("fine_only trains the full-resolution object heatmap: set model.objects > 0 and "
+                       "model.object_fine=true (with init= a trained VLM).")
+    vlm.net.requires_grad_(False)
+    det.fine.requires_grad_(True)
+    images = data["images"]
+    centres = [object_centres(s, a, det.grid) for s, a in zip(data["seg"], data["annotations"])]
+    gen = torch.Generator().manual_seed(run.train.seed)
+
+    def step(_):
+        idx = torch.randint(0, len(images), (run.train.batch_size,), generator=gen).tolist()
+        with torch.no_grad():
+            stem = det.net[:2](vlm.net._pixels(images[idx]))
+            feats = det.net[2:](stem)
+        loss = det.fine_loss(det.fine_heat(stem, feats), [centres[i] for i in idx])
+        return loss, {"fine_loss": loss.detach()}
+
+    metrics = run_loop(list(det.fine.parameters()), step, run.train, title=f"train vlm fine heatmap ({run.name})")
+    vlm.net.eval()
+    vlm.save(out, extra={**vlm.extra, "run.json": {"run": to_dict(run), "metrics": metrics}})
     return metrics
 
 

@@ -137,3 +137,28 @@ def test_object_masks_and_vae_crops_follow_the_segmentation():
     with_object = int((m.flatten(1).amax(1) > 0).sum())
     assert 30 < with_object < 90               # a quarter are centred on it (half of the first scene's), a few more
     # are random windows that happen to hold it
+
+
+def test_fine_only_trains_the_full_resolution_heatmap_and_nothing_else(trained, tmp_path):
+    from vla import VLAError
+    from vla.models.vlm import load_vlm
+
+    base = str(trained / "vlm")
+    run = load_run("vlm", "debug", [f"init={base}", "model.object_fine=true", "fine_only=true"])
+    metrics = train_vlm(run, str(tmp_path / "fine"), data_dir=trained / "data")
+    assert metrics["steps"] == 2 and np.isfinite(metrics["fine_loss"])
+    before, after = load_vlm(base).net.state_dict(), load_vlm(str(tmp_path / "fine")).net.state_dict()
+    added = sorted(set(after) - set(before))
+    assert added and all(k.startswith("objects.fine.") for k in added)
+    for key, value in before.items():
+        torch.testing.assert_close(after[key], value, msg=key)
+    assert load_vlm(str(tmp_path / "fine")).net.cfg.object_fine
+    # trained with the rest from the start, its loss joins the detector's
+    joint = train_vlm(load_run("vlm", "debug", ["model.object_fine=true"]), str(tmp_path / "joint"),
+                      data_dir=trained / "data")
+    assert np.isfinite(joint["centre_loss"]) and any(k.startswith("objects.fine.") for k in
+                                                     load_vlm(str(tmp_path / "joint")).net.state_dict())
+    with pytest.raises(VLAError, match="object_fine"):
+        train_vlm(load_run("vlm", "debug", [f"init={base}", "fine_only=true"]), str(tmp_path / "no"),
+                  data_dir=trained / "data")
+

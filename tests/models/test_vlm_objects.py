@@ -61,6 +61,36 @@ def test_a_peak_is_placed_within_its_cell_from_its_neighbours(centre):
     np.testing.assert_array_equal(cell[1:], np.round(centre))
 
 
+def _blobs(centres, size, sigma):
+    """Heat logits (1, 3, size, size) of blocks (class 0) at `centres` (x, y): the max of Gaussians, as trained."""
+    yy, xx = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
+    prob = torch.stack([0.9 * torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma ** 2)) for x, y in centres])
+    heat = torch.full((1, 3, size, size), -12.0)
+    heat[0, 0] = torch.logit(prob.max(0).values.clamp(1e-5, 1 - 1e-5))
+    return heat
+
+
+def test_the_fine_heatmap_keeps_two_centres_a_cell_apart_that_the_cell_grid_merges():
+    """A block stacked on another shows its centre 1-2 cells above the lower one's: on the cell grid the two
+    Gaussians make one peak; at the image's resolution (half-cell Gaussians) they stay two, reported in cells."""
+    tokens = ObjectTokens(slots=4, channels=8, out_dim=16, image_size=16, threshold=0.3, fine=True)
+    cells = [(3.3, 2.9), (3.1, 4.4)]
+    coarse = _blobs(cells, 8, sigma=1.0)
+    assert len(tokens.detect(coarse)[0]) == 1
+    fine = _blobs([((x + 0.5) * 2 - 0.5, (y + 0.5) * 2 - 0.5) for x, y in cells], 16, sigma=1.0)
+    rows = tokens.detect(coarse, fine=fine)[0]
+    assert len(rows) == 2 and (rows[:, 0] == 0).all()
+    np.testing.assert_allclose(rows[np.argsort(rows[:, 2]), 1:], cells, atol=0.05)
+    # its loss is the focal loss at those pixels: low for that heatmap, high for one whose peaks are elsewhere
+    truth = [np.array([[0, *cells[0]], [0, *cells[1]]], np.float32)]
+    assert tokens.fine_loss(fine, truth) < 0.5 * tokens.fine_loss(torch.roll(fine, 4, dims=-1), truth)
+    # a forward pass detects from it; the tokens' features are the coarse grid's as before
+    pixels = torch.randn(1, 3, 16, 16)
+    _, _, aux = tokens(pixels)
+    assert aux["fine"].shape == (1, 3, 16, 16) and aux["heat"].shape == (1, 3, 8, 8)
+    assert ObjectTokens(slots=4, channels=8, out_dim=16, image_size=16)(pixels)[2]["fine"] is None
+
+
 def test_tokens_are_sorted_left_to_right_masked_beyond_the_objects_and_move_with_position():
     torch.manual_seed(0)
     tokens = ObjectTokens(slots=4, channels=8, out_dim=16, image_size=16).eval()
