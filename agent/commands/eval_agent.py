@@ -7,6 +7,10 @@ instruction is the command; its "_paraphrased" twin rewrites it with other verbs
 (chain). After each compound command one question per type is asked, with the true answer taken from the
 scene annotation (evaluation side only).
 
+`--verify vqa` makes the agent check its steps as a robot without a simulator would: by asking the VQA tool.
+Success is then still the simulator's (every manipulation step's last attempt), and the VQA verdicts are scored
+against it.
+
     vla eval agent --policy oracle --seeds 5 --json
 """
 from __future__ import annotations
@@ -48,6 +52,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-questions", action="store_true", help="skip the mid-session questions")
     parser.add_argument("--retries", type=int, default=3, help="extra attempts per failed manipulation step")
     parser.add_argument("--step-budget", type=int, default=None, help="control steps per attempt")
+    parser.add_argument("--verify", default="env",
+                        help="how the agent checks a step: 'env' (the simulator) or 'vqa' (asks the VQA tool)")
     parser.add_argument("--no-home", action="store_true",
                         help="start each manipulation attempt where the last one ended, not from the start pose")
     parser.add_argument("--image-size", type=int, default=128, help="camera image size in pixels")
@@ -115,7 +121,7 @@ class _Runner:
             self.actor = Actor(self.args.policy, env, device=self.args.device)
         self.actor.env = env
         executor = Executor(env, self.actor, self.tools, retries=self.args.retries, step_budget=self.args.step_budget,
-                            home=not self.args.no_home)
+                            home=not self.args.no_home, verify=self.args.verify)
         session = Session(env, executor, self.planner)
         session.start(obs)
         return session
@@ -144,7 +150,7 @@ def evaluate(args) -> dict:
     from rich.progress import Progress
 
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    results = {**{c: [] for c in CATEGORIES}, "questions": [], "question_errors": [], "plan_ms": [],
+    results = {**{c: [] for c in CATEGORIES}, "questions": [], "question_errors": [], "plan_ms": [], "checks": [],
                "by_split": {s: [] for s in splits}, "failures": []}
     jobs = [(split, task, seed) for split in splits for task in SINGLE_TASKS + COMPOUND_TASKS
             for seed in range(args.seeds)]
@@ -173,16 +179,41 @@ def _run_scene(task: str, split: str, seed: int, runner: _Runner, results: dict)
             command = instruction if category == kind else paraphrase(instruction, rng)
             session = runner.session(env, obs)
             turn = session.ask(command)
-            results[category].append(turn.success)
-            results["by_split"][split].append(turn.success)
+            success = turn.success if runner.args.verify == "env" else _in_simulator(turn, results["checks"])
+            results[category].append(success)
+            results["by_split"][split].append(success)
             results["plan_ms"].append(turn.records[0].ms)
-            if not turn.success:
+            if not success:
                 results["failures"].append({"split": split, "seed": seed, "command": command,
                                             "answer": turn.answer})
             if kind == "compound" and not runner.args.no_questions:
                 _ask_questions(session, rng, results)
         finally:
             env.close()
+
+
+def _in_simulator(turn, checks: list) -> bool:
+    """The simulator's verdict on a turn the agent checked by VQA: every manipulation step (its objects and verb)
+    succeeded on its last attempt. Each VQA verdict goes to `checks` as (VQA said done, simulator says done, the
+    step's verb)."""
+    last = {}
+    for record in turn.records:
+        if record.kind != "manipulate":
+            continue
+        done, verb = bool(record.output.get("env_success")), record.input["instruction"].split()[0]
+        if "vqa_answer" in record.output:
+            checks.append((bool(record.success), done, verb))
+        last[(json.dumps(record.input.get("objects", {}), sort_keys=True), verb)] = done
+    return not turn.plan.refused and bool(last) and all(last.values())
+
+
+def _agreement(checks: list) -> dict:
+    """How (VQA said done, simulator says done, verb) verdicts agree: the share that agree, of the steps VQA called
+    done those that were not, and of those done those VQA missed."""
+    said = np.array([c[0] for c in checks], dtype=bool)
+    done = np.array([c[1] for c in checks], dtype=bool)
+    return {"checks": len(checks), "agree_pct": _rate(list(said == done)),
+            "said_done_but_not_pct": _rate(list(~done[said])), "missed_done_pct": _rate(list(~said[done]))}
 
 
 def _stderr_console():
@@ -206,6 +237,10 @@ def figures(results: dict, args, seconds: float) -> dict:
            "plan_ms": {"mean": round(float(plan_ms.mean()), 2), "p50": round(float(np.percentile(plan_ms, 50)), 2),
                        "p95": round(float(np.percentile(plan_ms, 95)), 2)},
            "seconds": round(seconds, 1), "failures": results["failures"][:10]}
+    if args.verify != "env":
+        out["verify"] = {"mode": args.verify, **_agreement(results["checks"]),
+                         "by_verb": {v: _agreement([c for c in results["checks"] if c[2] == v])
+                                     for v in sorted({c[2] for c in results["checks"]})}}
     compound = results["compound"] + results["compound_paraphrased"]
     out["compound_target_met"] = bool(compound) and _rate(compound) >= 80.0
     return out
@@ -233,6 +268,11 @@ def _print(out: dict) -> None:
     print(f"  mid-session questions  accuracy {acc if acc is not None else '-'} % (n={out['questions_answered']})"
           + (f"  [unanswered: {out['question_errors'][0]}]" if out["question_errors"] else ""))
     print(f"  planner latency        mean {out['plan_ms']['mean']} ms, p95 {out['plan_ms']['p95']} ms")
+    if "verify" in out:
+        v = out["verify"]
+        for name, a in [("all", v), *v["by_verb"].items()]:
+            print(f"  {v['mode']} checks, {name:<9} {a['checks']:>4}: agree with the simulator {a['agree_pct']} %, "
+                  f"said done when not {a['said_done_but_not_pct']} %, missed a success {a['missed_done_pct']} %")
     print(f"  compound target >= 80 %: {'met' if out['compound_target_met'] else 'NOT met'}  ({out['seconds']} s)")
     for fail in out["failures"][:5]:
         print(f"  failed [{fail['split']} seed {fail['seed']}] {fail['command']!r}: {fail['answer']}")

@@ -46,3 +46,43 @@ def test_tiny_oracle_evaluation_reports_all_figures(capsys):
 def test_eval_rejects_bad_arguments(capsys):
     assert main(["eval", "agent", "--policy", "oracle", "--seeds", "0"]) == 2
     assert "--seeds must be >= 1" in capsys.readouterr().err
+
+
+def test_with_vqa_checks_success_is_still_the_simulators_and_the_checks_are_scored(capsys):
+    assert main(["eval", "agent", "--policy", "oracle", "--seeds", "1", "--splits", "seen", "--image-size", "32",
+                 "--no-questions", "--verify", "vqa", "--retries", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # the oracle did every single step, whatever the VQA model made of 32-pixel images (a compound command whose
+    # first step the check failed stops there, so it is not done in the simulator either)
+    assert out["success_pct"]["single"] == 100.0
+    verify = out["verify"]
+    assert verify["mode"] == "vqa" and verify["checks"] >= 12 and 0 <= verify["agree_pct"] <= 100
+    assert verify["said_done_but_not_pct"] in (None, 0.0)          # the simulator says every step ran was done
+    assert sum(v["checks"] for v in verify["by_verb"].values()) == verify["checks"] and "put" in verify["by_verb"]
+
+
+def _record(objects, instruction, env_success, said_done=None):
+    from vla.agent.agent import StepRecord
+
+    output = {"env_success": env_success}
+    if said_done is not None:
+        output["vqa_answer"] = "yes" if said_done else "no"
+    return StepRecord("manipulate", "policy:x", {"instruction": instruction, "objects": objects}, output,
+                      env_success if said_done is None else said_done, 1.0)
+
+
+def test_the_simulators_verdict_takes_each_steps_last_attempt():
+    from vla.agent.commands.eval_agent import _in_simulator
+    from vla.agent.planner.steps import Plan, Step
+    from vla.agent.session import Turn
+
+    plan = Plan("put the red block in the bowl, then touch it", [Step("manipulate", "x")])
+    redone = [_record({"object": 1, "target": 2}, "put the red block in the green bowl", False, said_done=True),
+              _record({"object": 3}, "touch the blue block", True, said_done=True),
+              _record({"object": 1, "target": 2}, "put the red block left of x in the green bowl", True, False)]
+    checks = []
+    assert _in_simulator(Turn("c", plan, redone, False, ""), checks)
+    assert checks == [(True, False, "put"), (True, True, "touch"), (False, True, "put")]
+    assert not _in_simulator(Turn("c", plan, redone[:2], True, ""), [])        # the put never succeeded
+    refused = Plan("put the purple block away", [Step("refuse", "x", reason="no purple block")])
+    assert not _in_simulator(Turn("c", refused, [], False, ""), [])
