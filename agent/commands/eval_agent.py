@@ -128,9 +128,15 @@ class _Runner:
 
 
 def _ask_questions(session, rng: random.Random, results: dict) -> None:
-    from vla.models.tools.qa_data import questions
+    """One question per type about the scene as the command left it. A question naming an object the camera does
+    not show (fewer than qa_data.MIN_VISIBLE_PIXELS pixels: in the gripper, under another) is asked too, but scored
+    apart (`questions_hidden`), as `vla eval tools` leaves such questions out."""
+    from vla.models.tools.qa_data import questions, visible_ids
 
-    qas = questions(session.env.unwrapped.scene_annotation(), rng, types=QUESTION_TYPES)
+    ann = session.env.unwrapped.scene_annotation()
+    seg = session.executor.obs.get("front_seg")
+    shown = visible_ids(seg, ann) if seg is not None else {o["id"] for o in ann["objects"]}
+    qas = questions(ann, rng, types=QUESTION_TYPES)
     for qtype in QUESTION_TYPES:
         pool = [q for q in qas if q["type"] == qtype]
         if not pool:
@@ -142,7 +148,9 @@ def _ask_questions(session, rng: random.Random, results: dict) -> None:
             results["question_errors"].append(turn.answer)
             continue
         said = answered[0].output["answer"].strip().lower().rstrip(".")
-        results["questions"].append(said == qa["answer"] or said.split()[:1] == qa["answer"].split()[:1])
+        right = said == qa["answer"] or said.split()[:1] == qa["answer"].split()[:1]
+        visible = all(i in shown for group in qa["refs"] for i in group)
+        results["questions" if visible else "questions_hidden"].append(right)
 
 
 def evaluate(args) -> dict:
@@ -151,6 +159,7 @@ def evaluate(args) -> dict:
 
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     results = {**{c: [] for c in CATEGORIES}, "questions": [], "question_errors": [], "plan_ms": [], "checks": [],
+               "questions_hidden": [],
                "by_split": {s: [] for s in splits}, "failures": []}
     jobs = [(split, task, seed) for split in splits for task in SINGLE_TASKS + COMPOUND_TASKS
             for seed in range(args.seeds)]
@@ -172,7 +181,7 @@ def _run_scene(task: str, split: str, seed: int, runner: _Runner, results: dict)
     kind = "compound" if task in COMPOUND_TASKS else "single"
     instruction = None
     for category in (kind, f"{kind}_paraphrased"):
-        env = make_env(task, split=split, image_size=runner.args.image_size)
+        env = make_env(task, split=split, image_size=runner.args.image_size, segmentation=True)
         try:
             obs, info = env.reset(seed=seed)
             instruction = instruction or info["instruction"]
@@ -233,6 +242,8 @@ def figures(results: dict, args, seconds: float) -> dict:
            "n": {k: len(results[k]) for k in CATEGORIES},
            "success_pct_by_split": {s: _rate(v) for s, v in results["by_split"].items()},
            "question_accuracy_pct": _rate(results["questions"]), "questions_answered": len(results["questions"]),
+           "question_accuracy_with_hidden_pct": _rate(results["questions"] + results["questions_hidden"]),
+           "questions_hidden": len(results["questions_hidden"]),
            "question_errors": sorted(set(results["question_errors"]))[:3],
            "plan_ms": {"mean": round(float(plan_ms.mean()), 2), "p50": round(float(np.percentile(plan_ms, 50)), 2),
                        "p95": round(float(np.percentile(plan_ms, 95)), 2)},
@@ -265,7 +276,8 @@ def _print(out: dict) -> None:
     for split, value in out["success_pct_by_split"].items():
         print(f"  split {split:<16} success {value if value is not None else '-':>6} %")
     acc = out["question_accuracy_pct"]
-    print(f"  mid-session questions  accuracy {acc if acc is not None else '-'} % (n={out['questions_answered']})"
+    print(f"  mid-session questions  accuracy {acc if acc is not None else '-'} % (n={out['questions_answered']}; "
+          f"with {out['questions_hidden']} about hidden objects {out['question_accuracy_with_hidden_pct']} %)"
           + (f"  [unanswered: {out['question_errors'][0]}]" if out["question_errors"] else ""))
     print(f"  planner latency        mean {out['plan_ms']['mean']} ms, p95 {out['plan_ms']['p95']} ms")
     if "verify" in out:

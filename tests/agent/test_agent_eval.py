@@ -86,3 +86,31 @@ def test_the_simulators_verdict_takes_each_steps_last_attempt():
     assert not _in_simulator(Turn("c", plan, redone[:2], True, ""), [])        # the put never succeeded
     refused = Plan("put the purple block away", [Step("refuse", "x", reason="no purple block")])
     assert not _in_simulator(Turn("c", refused, [], False, ""), [])
+
+
+def test_questions_about_objects_the_camera_does_not_show_are_scored_apart():
+    import argparse
+
+    import numpy as np
+
+    from vla.agent.commands.eval_agent import _ask_questions, _Runner, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    runner = _Runner(parser.parse_args(["--policy", "oracle", "--image-size", "64"]))
+    env = make_env("put_all", image_size=64, segmentation=True)
+    try:
+        obs, _ = env.reset(seed=0)
+        session = runner.session(env, obs)
+        results = {"questions": [], "questions_hidden": [], "question_errors": []}
+        _ask_questions(session, random.Random(0), results)
+        shown = len(results["questions"]) + len(results["questions_hidden"])
+        assert shown >= 3 and len(results["questions"]) >= 1          # a fresh scene shows its objects
+        session.executor.obs["front_seg"] = np.zeros_like(obs["front_seg"])    # a camera that shows nothing
+        again = {"questions": [], "questions_hidden": [], "question_errors": []}
+        _ask_questions(session, random.Random(0), again)
+        # the same questions; those still scored name no object in the scene ("is there a purple cylinder?")
+        assert len(again["questions_hidden"]) >= 1
+        assert len(again["questions"]) + len(again["questions_hidden"]) == shown
+    finally:
+        env.close()
