@@ -63,7 +63,6 @@ def qa_set(annotations: list[dict], seed: int = 0) -> list[tuple[int, dict]]:
     return [(i, q) for i, ann in enumerate(annotations) for q in qa_data.questions(ann, rng)]
 
 
-
 class QuestionOnly:
     """The strongest image-blind answerer for templated questions: the most frequent training answer per
     question (falling back to the most frequent answer of its type)."""

@@ -30,13 +30,13 @@ class VlmExamples:
         """`visible`: per scene, the ids of the objects its image shows (`qa_data.visible_ids`); then no question
         names another object and the captions leave them out. None: every object of the annotation."""
         rng = random.Random(seed)
-        shown = (lambda i: None) if visible is None else visible.__getitem__  # noqa: E731
-        self.captions = [qa_data.caption(a if shown(i) is None else qa_data.seen_only(a, shown(i)))
-                         for i, a in enumerate(annotations)]
+        shown = visible or [None] * len(annotations)
+        self.captions = [qa_data.caption(a if v is None else qa_data.seen_only(a, v))
+                         for a, v in zip(annotations, shown)]
         self.by_type: dict[str, list[tuple[int, dict]]] = {t: [] for t in qa_data.QA_TYPES}
         for i, ann in enumerate(annotations):
             for variant in range(3):
-                for q in qa_data.questions(ann, random.Random(seed * 7919 + i * 3 + variant), visible=shown(i)):
+                for q in qa_data.questions(ann, random.Random(seed * 7919 + i * 3 + variant), visible=shown[i]):
                     self.by_type[q["type"]].append((i, q))
         self.types = [t for t, items in self.by_type.items() if items]
         self.caption_fraction, self.rng = caption_fraction, rng
