@@ -33,6 +33,19 @@ BLOCK_EDGE: dict[str, float] = {"small": 0.04, "large": 0.05}
 CYLINDER_RADIUS, CYLINDER_HEIGHT = 0.02, 0.05
 BOWL_RADIUS, BOWL_HEIGHT, BOWL_WALL = 0.075, 0.035, 0.008
 
+
+def footprint(shape: str, size: str | None) -> float:
+    """Radius in metres of the circle an object of `shape` (and block `size`) covers on the table."""
+    if shape == "bowl":
+        return BOWL_RADIUS
+    return CYLINDER_RADIUS if shape == "cylinder" else BLOCK_EDGE[size] * 0.7072
+
+
+def height(shape: str, size: str | None) -> float:
+    if shape == "bowl":
+        return BOWL_HEIGHT
+    return CYLINDER_HEIGHT if shape == "cylinder" else BLOCK_EDGE[size]
+
 #: table sides a push can target; the value is the (axis, sign) the object must cross.
 SIDES: dict[str, tuple[int, int]] = {"left": (1, -1), "right": (1, 1)}
 #: spatial relations used in referring expressions ("the block left of the bowl").

@@ -58,18 +58,10 @@ class ObjectSpec:
 
     def footprint(self) -> float:
         """Radius of the circle the object covers on the table."""
-        if self.shape == "bowl":
-            return vocab.BOWL_RADIUS
-        if self.shape == "cylinder":
-            return vocab.CYLINDER_RADIUS
-        return vocab.BLOCK_EDGE[self.size] * 0.7072
+        return vocab.footprint(self.shape, self.size)
 
     def height(self) -> float:
-        if self.shape == "bowl":
-            return vocab.BOWL_HEIGHT
-        if self.shape == "cylinder":
-            return vocab.CYLINDER_HEIGHT
-        return vocab.BLOCK_EDGE[self.size]
+        return vocab.height(self.shape, self.size)
 
 
 class CachedClient(bullet_client.BulletClient):

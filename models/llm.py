@@ -101,16 +101,19 @@ def words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+|[^\sa-z0-9]", text.lower())
 
 
-def build_word_tokenizer(sentences: list[str]):
-    """A word-level fast tokenizer over the words in `sentences` (lower-cased, punctuation split off)."""
+def build_word_tokenizer(sentences: list[str], vocab: dict[str, int] | None = None):
+    """A word-level fast tokenizer over the words in `sentences` (lower-cased, punctuation split off); with `vocab`
+    (token -> id), those ids are kept and the new words come after the highest."""
     from tokenizers import Tokenizer, normalizers, pre_tokenizers
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {PAD: 0, UNK: 1}
+    vocab = dict(vocab or {PAD: 0, UNK: 1})
+    next_id = max(vocab.values()) + 1
     for sentence in sentences:
         for word in words(sentence):
-            vocab.setdefault(word, len(vocab))
+            if word not in vocab:
+                vocab[word], next_id = next_id, next_id + 1
     tok = Tokenizer(WordLevel(vocab, unk_token=UNK))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])

@@ -240,6 +240,25 @@ class VLM:
     def answers(self, images, questions: list[str]) -> list[str]:
         return self.net.generate(images, list(questions), max_tokens=6)
 
+    def add_words(self, sentences: list[str]) -> list[str]:
+        """Grow the word-level tokenizer by the words of `sentences` it lacks (for a run continued on data with new
+        words); known words keep their ids, and the new rows of the LM's input and output embeddings start at the
+        mean of the known ones. Returns the new words."""
+        from vla.models.llm import build_word_tokenizer, words
+
+        net = self.net
+        known = net.tokenizer.get_vocab()
+        new = [w for w in dict.fromkeys(w for s in sentences for w in words(s)) if w not in known]
+        if new:
+            net.tokenizer = build_word_tokenizer(new, vocab=known)
+            net.tokenizer.add_special_tokens({"sep_token": SEP, "eos_token": EOS})
+            net.llm.resize_token_embeddings(len(net.tokenizer), mean_resizing=False)
+            with torch.no_grad():
+                for table in {net.llm.get_input_embeddings().weight, net.llm.get_output_embeddings().weight}:
+                    table[len(known):] = table[:len(known)].mean(0)
+            net.cfg.llm.hf_config = {k: v for k, v in net.llm.config.to_dict().items() if k != "transformers_version"}
+        return new
+
     def save(self, path: str | Path, half: bool = True, extra: dict | None = None) -> Path:
         from vla.models.checkpoint import write_checkpoint
 

@@ -8,7 +8,8 @@
 #              added (model.objects, 6000 steps, 29 min), trained on for 30 minutes more, and moved after the
 #              question (model.objects_after_prompt) for 30 minutes; then 30 minutes with the grounding head
 #              (model.object_roles), and 30 + 30 more with the relation to [SEP] (model.object_relation); last,
-#              the full-resolution detection heatmap alone (fine_only, 2500 steps, 17 min).
+#              the full-resolution detection heatmap alone (fine_only, 2500 steps, 17 min); last, 35 minutes with the
+#              agent's step-check questions added ("is the red block on the blue block?").
 #              (The shipped run's first object stage had no colour/size head and no raw colour yet; the next stage
 #              added them. Its full-resolution heatmap came only in the last stage; the preset now has it from the
 #              first object stage on, trained with the rest.)
@@ -29,7 +30,7 @@ $vla train clip --preset tiny --out "$clip" init=$clip train.minutes=20 train.lr
 # The shipped VLM was trained on questions and captions about every annotated object, also those the image hides
 # (visible_only=false); the default now asks only about what shows (tried as a 30-minute continuation of the shipped
 # weights, runs/vlm/vis1: held-out VQA 95.7 %, caption recall 0.934; the same as the shipped 95.6 % / 0.936).
-vlm="$vla train vlm --preset tiny --out models/weights/vlm visible_only=false"
+vlm="$vla train vlm --preset tiny --out models/weights/vlm visible_only=false check_questions=false"
 plain="model.objects=0 model.object_roles=false model.object_relation=false"
 $vlm train.threads=2 $plain
 $vlm init=models/weights/vlm train.minutes=16 train.lr=0.0003 \
@@ -50,5 +51,8 @@ $vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
     train.lr=0.0002 train.warmup_steps=20 train.threads=2
 $vlm init=models/weights/vlm fine_only=true train.steps=2500 train.minutes=0 train.lr=0.001 \
     train.warmup_steps=50 train.threads=2
+# the agent's step checks (qa_data.CHECK_TYPES; their new words join the tokenizer), on what the images show
+$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=35 train.steps=6500 \
+    train.lr=0.0002 train.warmup_steps=20 train.threads=2
 $vla train diffusion --preset latent --out models/weights/diffusion train.threads=2
 $vla eval tools --json

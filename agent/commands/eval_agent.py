@@ -56,6 +56,8 @@ def add_arguments(parser) -> None:
                         help="how the agent checks a step: 'env' (the simulator) or 'vqa' (asks the VQA tool)")
     parser.add_argument("--no-home", action="store_true",
                         help="start each manipulation attempt where the last one ended, not from the start pose")
+    parser.add_argument("--tool-weights", action="append", default=[], metavar="TOOL=PATH",
+                        help="use these weights for a perception tool instead of the shipped ones (repeatable)")
     parser.add_argument("--image-size", type=int, default=128, help="camera image size in pixels")
     parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
@@ -107,10 +109,11 @@ class _Runner:
 
     def __init__(self, args):
         from vla.agent.agent import Tools
-
+        from vla.agent.commands.run import tool_weights
         from vla.agent.planner import get_planner
 
-        self.args, self.tools, self.actor = args, Tools(device=args.device), None
+        self.args, self.actor = args, None
+        self.tools = Tools(device=args.device, weights=tool_weights(args.tool_weights))
         self.planner = get_planner(args.planner, **({"model": args.llm_model} if args.planner == "llm" else {}))
 
     def session(self, env, obs):
@@ -238,6 +241,7 @@ def _rate(values: list[bool]) -> float | None:
 def figures(results: dict, args, seconds: float) -> dict:
     plan_ms = np.array(results["plan_ms"] or [0.0])
     out = {"policy": args.policy, "planner": args.planner, "seeds": args.seeds, "splits": args.splits.split(","),
+           "tool_weights": dict(pair.split("=", 1) for pair in args.tool_weights),
            "success_pct": {k: _rate(results[k]) for k in CATEGORIES},
            "n": {k: len(results[k]) for k in CATEGORIES},
            "success_pct_by_split": {s: _rate(v) for s, v in results["by_split"].items()},

@@ -57,10 +57,10 @@ def eval_clip_locate(clip, data: dict) -> float:
     return float(np.mean(hits)) if hits else 0.0
 
 
-def qa_set(annotations: list[dict], seed: int = 0) -> list[tuple[int, dict]]:
+def qa_set(annotations: list[dict], seed: int = 0, types=qa_data.QA_TYPES) -> list[tuple[int, dict]]:
     """(scene index, question) pairs for every scene of a set, generated with a fixed seed."""
     rng = random.Random(seed)
-    return [(i, q) for i, ann in enumerate(annotations) for q in qa_data.questions(ann, rng)]
+    return [(i, q) for i, ann in enumerate(annotations) for q in qa_data.questions(ann, rng, types)]
 
 
 class QuestionOnly:
@@ -83,11 +83,12 @@ class QuestionOnly:
         return self.table["question"].get(q["question"], self.table["type"].get(q["type"], "yes"))
 
 
-def eval_vqa(vlm, data: dict, baseline: QuestionOnly | None, batch: int = 64) -> dict:
+def eval_vqa(vlm, data: dict, baseline: QuestionOnly | None, batch: int = 64, types=qa_data.QA_TYPES) -> dict:
     """Exact-match accuracy over the questions whose named objects the image shows (`acc`, `by_type`, `n`; the
     question-only baseline on the same ones), and over every generated question (`acc_with_hidden`, `n_hidden`:
-    those that ask about an object the arm or a bowl hides)."""
-    qas = qa_set(data["annotations"], seed=12345)
+    those that ask about an object the arm or a bowl hides). `types`: the question types asked (the agent's step
+    checks are `qa_data.CHECK_TYPES`)."""
+    qas = qa_set(data["annotations"], seed=12345, types=types)
     visible = visible_sets(data)
     shown = [all(r in visible[i] for group in q["refs"] for r in group) for i, q in qas]
     preds = []
@@ -96,7 +97,7 @@ def eval_vqa(vlm, data: dict, baseline: QuestionOnly | None, batch: int = 64) ->
         preds += vlm.answers(data["images"][[i for i, _ in part]], [q["question"] for _, q in part])
     ok = [p == q["answer"] for p, (_, q) in zip(preds, qas)]
     kept = [(o, q) for o, (_, q), v in zip(ok, qas, shown) if v]
-    by_type = {t: float(np.mean([o for o, q in kept if q["type"] == t])) for t in qa_data.QA_TYPES
+    by_type = {t: float(np.mean([o for o, q in kept if q["type"] == t])) for t in types
                if any(q["type"] == t for _, q in kept)}
     out = {"acc": float(np.mean([o for o, _ in kept])), "by_type": by_type, "n": len(kept),
            "acc_with_hidden": float(np.mean(ok)), "n_hidden": len(qas) - len(kept)}

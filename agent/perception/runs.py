@@ -43,6 +43,9 @@ class VlmRun:
     # train only the object detector's full-resolution heatmap (model.object_fine) on the scenes, every other weight
     # kept (with init=): the LM and its object tokens stay as they are, only where the objects are found changes
     fine_only: bool = False
+    # also the agent's step checks (qa_data.CHECK_TYPES: "is the red block on the blue block?", ...), so the VQA
+    # tool can verify a manipulation step as the simulator would
+    check_questions: bool = True
 
 
 @dataclass

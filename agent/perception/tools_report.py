@@ -47,6 +47,8 @@ def evaluate_tools(clip_w: str, vlm_w: str, diffusion_w: str, scenes: str = "hel
         "zero_unseen": lambda: ev.eval_clip_zero_shot(clip, unseen, colors=ev.qa_data.COLORS),
         "r1": lambda: ev.eval_clip_retrieval(clip, data), "locate": lambda: ev.eval_clip_locate(clip, data),
         "vqa": lambda: ev.eval_vqa(vlm, data, baseline), "vqa_unseen": lambda: ev.eval_vqa(vlm, unseen, None),
+        "checks": lambda: ev.eval_vqa(vlm, data, baseline, types=ev.qa_data.CHECK_TYPES),
+        "checks_unseen": lambda: ev.eval_vqa(vlm, unseen, None, types=ev.qa_data.CHECK_TYPES),
         "caps": lambda: ev.eval_captions(vlm, data), "objects": lambda: ev.eval_objects(vlm, data),
         "diff": lambda: (ev.eval_diffusion(diffusion, vlm, data, n=n_diffusion) if n_diffusion > 0 else
                          {"attr_acc": None, "object_acc": None, "real_attr_acc": None, "real_object_acc": None,
@@ -69,6 +71,9 @@ def evaluate_tools(clip_w: str, vlm_w: str, diffusion_w: str, scenes: str = "hel
         "vqa_acc": vqa["acc"], "vqa_question_only_acc": vqa.get("question_only_acc"), "vqa_acc_by_type": vqa["by_type"],
         "vqa_n": vqa["n"], "vqa_acc_with_hidden": vqa["acc_with_hidden"], "vqa_n_hidden": vqa["n_hidden"],
         "vqa_acc_unseen_colors": res["vqa_unseen"]["acc"],
+        "vqa_checks": {"acc": res["checks"]["acc"], "question_only_acc": res["checks"].get("question_only_acc"),
+                       "by_type": res["checks"]["by_type"], "n": res["checks"]["n"],
+                       "acc_unseen_colors": res["checks_unseen"]["acc"]},
         "caption_precision": caps["precision"], "caption_recall": caps["recall"],
         "caption_recall_with_hidden": caps["recall_with_hidden"], "vlm_objects": res["objects"],
         "diffusion_attr_acc": diff["attr_acc"], "diffusion_object_acc": diff["object_acc"],
@@ -90,6 +95,10 @@ def print_report(r: dict) -> None:
           f"n={r['vqa_n']}); unseen colours {pct(r['vqa_acc_unseen_colors'])}")
     print(f"  with the {r['vqa_n_hidden']} questions about objects the image hides: {pct(r['vqa_acc_with_hidden'])}")
     print("  by type: " + ", ".join(f"{t} {pct(v)}" for t, v in r["vqa_acc_by_type"].items()))
+    c = r["vqa_checks"]
+    print(f"VQA step checks (the agent's --verify vqa questions): {pct(c['acc'])} (question-only baseline "
+          f"{pct(c['question_only_acc'])}, n={c['n']}); unseen colours {pct(c['acc_unseen_colors'])}")
+    print("  by type: " + ", ".join(f"{t} {pct(v)}" for t, v in c["by_type"].items()))
     print(f"captions: attribute precision {r['caption_precision']:.3f}, recall {r['caption_recall']:.3f} "
           f"(counting hidden objects {r['caption_recall_with_hidden']:.3f})")
     if r.get("vlm_objects"):

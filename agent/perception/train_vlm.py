@@ -26,17 +26,19 @@ class VlmExamples:
     """(image index, prompt, answer) samples; QA pairs are pre-generated per scene with a seeded generator."""
 
     def __init__(self, annotations: list[dict], caption_fraction: float, seed: int,
-                 visible: list[set[int]] | None = None):
+                 visible: list[set[int]] | None = None, types: tuple[str, ...] = qa_data.QA_TYPES):
         """`visible`: per scene, the ids of the objects its image shows (`qa_data.visible_ids`); then no question
-        names another object and the captions leave them out. None: every object of the annotation."""
+        names another object and the captions leave them out. None: every object of the annotation. `types`: the
+        question types asked."""
         rng = random.Random(seed)
         shown = visible or [None] * len(annotations)
         self.captions = [qa_data.caption(a if v is None else qa_data.seen_only(a, v))
                          for a, v in zip(annotations, shown)]
-        self.by_type: dict[str, list[tuple[int, dict]]] = {t: [] for t in qa_data.QA_TYPES}
+        self.by_type: dict[str, list[tuple[int, dict]]] = {t: [] for t in types}
         for i, ann in enumerate(annotations):
             for variant in range(3):
-                for q in qa_data.questions(ann, random.Random(seed * 7919 + i * 3 + variant), visible=shown[i]):
+                draw = random.Random(seed * 7919 + i * 3 + variant)
+                for q in qa_data.questions(ann, draw, types, visible=shown[i]):
                     self.by_type[q["type"]].append((i, q))
         self.types = [t for t, items in self.by_type.items() if items]
         self.caption_fraction, self.rng = caption_fraction, rng
@@ -70,12 +72,15 @@ def train_vlm(run: VlmRun, out: str, data_dir=None) -> dict:
     torch.set_num_threads(run.train.threads)
     data = load_set(run.scenes, workers=run.train.threads, **({"data_dir": data_dir} if data_dir else {}))
     examples = VlmExamples(data["annotations"], run.caption_fraction, run.train.seed,
-                           visible_sets(data) if run.visible_only else None)
+                           visible_sets(data) if run.visible_only else None,
+                           qa_data.QA_TYPES + (qa_data.CHECK_TYPES if run.check_questions else ()))
     if run.clip_init:
         run.model.vision.weights = run.clip_init if project_path(run.clip_init).exists() else None
     if run.init:
         grow = {k: getattr(run.model, k) for k in OBJECT_FIELDS} if run.model.objects else None
         vlm = load_vlm(run.init, objects=grow)
+        if not run.fine_only and (new := vlm.add_words(examples.sentences())):
+            print(f"new words for the tokenizer: {', '.join(new)}")
         run.model = vlm.net.cfg
         vlm.net.vision.tower.requires_grad_(not run.model.vision.freeze)
     else:

@@ -6,6 +6,8 @@ expressions ("the red block", "the small red block" when a large red block is al
 """
 from __future__ import annotations
 
+from vla.models.tools.qa_data import side_of_bowl
+
 
 def object_phrase(obj: dict, objects: list[dict], article: bool = True) -> str:
     """"the red block"; adds the size, or a side of a bowl, when that is needed to pick the object out."""
@@ -14,20 +16,8 @@ def object_phrase(obj: dict, objects: list[dict], article: bool = True) -> str:
     same = [o for o in twins if not sized or o.get("size") == obj["size"]]  # still indistinguishable
     text = " ".join(([obj["size"]] if sized else []) + [obj["color"], obj["shape"]])
     if same:
-        text += _relation(obj, same, objects)
+        text += side_of_bowl(obj, same, objects)
     return ("the " if article else "") + text
-
-
-def _relation(obj: dict, twins: list[dict], objects: list[dict]) -> str:
-    """" left of the blue bowl" when a bowl separates the object from all its twins (left is -y)."""
-    y = obj["position"][1]
-    for bowl in (o for o in objects if o["shape"] == "bowl"):
-        by = bowl["position"][1]
-        if y < by and all(t["position"][1] > by for t in twins):
-            return f" left of the {bowl['color']} bowl"
-        if y > by and all(t["position"][1] < by for t in twins):
-            return f" right of the {bowl['color']} bowl"
-    return ""
 
 
 def canonical_instruction(task: str, mover: dict, target: dict | None, side: str | None,

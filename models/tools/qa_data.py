@@ -20,8 +20,21 @@ from collections import Counter
 COLORS = ("red", "green", "blue", "yellow", "orange", "purple", "pink", "cyan", "brown", "gray", "white", "black")
 SHAPES = ("block", "cylinder", "bowl")
 QA_TYPES = ("colour", "count", "existence", "spatial", "in", "holding")
+#: the questions the agent asks to check a manipulation step (its `--verify vqa`), per task; their answers follow
+#: the task's own success test, so the VQA tool learns the verdict the simulator would give.
+CHECK_QUESTIONS = {
+    "place": "is {obj} in {bowl}?", "put_all": "are all the {color} blocks in {bowl}?",
+    "stack": "is {obj} on {base}?", "pick": "is the gripper holding {obj}?",
+    "push": "is {obj} on the {side} side of the table?", "push_next": "is {obj} next to {base}?",
+    "reach": "is the gripper touching {obj}?",
+}
+#: question types of the step checks without a QA_TYPES counterpart ("in" and "holding" already are checks)
+CHECK_TYPES = ("on", "touching", "side", "next_to", "all_in")
 MIN_GAP = 0.03
 MIN_VISIBLE_PIXELS = 5
+#: the longest question in words and marks (the shipped VLM's `max_prompt_tokens`); longer ones are not asked
+MAX_QUESTION_TOKENS = 16
+_TOKEN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")   # as the word-level tokenizer splits (vla.models.llm.words)
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -173,6 +186,14 @@ def _qa_spatial(ann, rng):
     return out[:4]
 
 
+def _balanced(out: list, rng) -> list:
+    """Every "yes" question and as many "no" ones (at least one), drawn at random."""
+    yes = [q for q in out if q[1] == "yes"]
+    no = [q for q in out if q[1] == "no"]
+    rng.shuffle(no)
+    return yes + no[:max(1, len(yes))]
+
+
 def _qa_in(ann, rng):
     objs, out = ann["objects"], []
     bowls = [o for o in objs if o["shape"] == "bowl"]
@@ -185,10 +206,7 @@ def _qa_in(ann, rng):
             if rb:
                 out.append((f"is the {ra} in the {rb}?", "yes" if a.get("in") == b["id"] else "no",
                             [[a["id"]], [b["id"]]]))
-    yes = [q for q in out if q[1] == "yes"]
-    no = [q for q in out if q[1] == "no"]
-    rng.shuffle(no)
-    return yes + no[:max(1, len(yes))]
+    return _balanced(out, rng)
 
 
 def _qa_holding(ann, rng):
@@ -205,8 +223,122 @@ def _qa_holding(ann, rng):
     return out
 
 
+def _height(obj: dict) -> float:
+    from vla.envs.vocab import height
+
+    return height(obj["shape"], obj.get("size"))
+
+
+def _footprint(obj: dict) -> float:
+    from vla.envs.vocab import footprint
+
+    return footprint(obj["shape"], obj.get("size"))
+
+
+def side_of_bowl(obj: dict, twins: list[dict], objects: list[dict]) -> str:
+    """" left of the blue bowl" when a bowl separates `obj` from all its `twins` (left is -y), else ""."""
+    y = obj["position"][1]
+    for bowl in (o for o in objects if o["shape"] == "bowl"):
+        by = bowl["position"][1]
+        if all((t["position"][1] - by) * (y - by) < 0 for t in twins):
+            return f" {'left' if y < by else 'right'} of the {bowl['color']} bowl"
+    return ""
+
+
+def _by_side(obj: dict, objects: list[dict]) -> str | None:
+    """"the green block left of the yellow bowl" for one of twins, as the task instructions name it, or None."""
+    twins = [o for o in objects if o is not obj and _matches(o, describe(obj))]
+    where = side_of_bowl(obj, twins, objects)
+    return f"the {describe(obj, size=False)}{where}" if where else None
+
+
+def name(obj: dict, objects: list[dict]) -> str | None:
+    """"the " + the shortest description that picks out `obj` alone, or its side of a bowl; None if neither does."""
+    ref = refer(obj, objects)
+    return "the " + ref if ref else _by_side(obj, objects)
+
+
+def _any_ref(obj: dict, objects: list[dict], rng) -> str | None:
+    """As `name`, but any of the unique descriptions at random (the agent may name an object by its colour even
+    where the shape alone would do)."""
+    options = [describe(obj, size=s, color=c) for c in (False, True) for s in (False, True)]
+    unique = [d for d in dict.fromkeys(options) if sum(_matches(o, d) for o in objects) == 1]
+    return "the " + rng.choice(unique) if unique else _by_side(obj, objects)
+
+
+def _movable_refs(ann, rng) -> list[tuple[dict, str]]:
+    objs = ann["objects"]
+    return [(o, ref) for o in objs if o["shape"] != "bowl" and (ref := _any_ref(o, objs, rng))]
+
+
+def _qa_on(ann, rng):
+    movable = _movable_refs(ann, rng)
+    return _balanced([(CHECK_QUESTIONS["stack"].format(obj=ra, base=rb), "yes" if a.get("on") == b["id"] else "no",
+                       [[a["id"]], [b["id"]]]) for a, ra in movable for b, rb in movable if a is not b], rng)
+
+
+def _qa_touching(ann, rng):
+    """The reach task's test: the fingertips' centre within 2 cm of the object's top centre sideways, and from
+    0.5 cm below to 3 cm above its top."""
+    ee = ann["gripper"]["position"]
+    out = []
+    for o, ref in _movable_refs(ann, rng):
+        x, y, z = o["position"]
+        touch = ((ee[0] - x) ** 2 + (ee[1] - y) ** 2) ** 0.5 < 0.02 and -0.005 < ee[2] - z - _height(o) / 2 < 0.03
+        out.append((CHECK_QUESTIONS["reach"].format(obj=ref), "yes" if touch else "no", [[o["id"]]]))
+    return _balanced(out, rng)
+
+
+def _qa_side(ann, rng):
+    """The push task's test: on the table, the centre past `SIDE_LINE` on the named side."""
+    from vla.envs import vocab
+    from vla.envs.tasks.push import SIDE_LINE
+
+    out = []
+    for o, ref in _movable_refs(ann, rng):
+        on_table = o["position"][2] < _height(o) / 2 + 0.01 and o["id"] != ann["gripper"].get("holding")
+        side = rng.choice(list(vocab.SIDES))
+        there = on_table and vocab.SIDES[side][1] * o["position"][1] > SIDE_LINE
+        out.append((CHECK_QUESTIONS["push"].format(obj=ref, side=side), "yes" if there else "no", [[o["id"]]]))
+    return _balanced(out, rng)
+
+
+def _qa_next_to(ann, rng):
+    """The push task's "next to" test: footprints at most `NEXT_GAP` apart, the pushed object on the table."""
+    from vla.envs.tasks.push import NEXT_GAP
+
+    objs, out = ann["objects"], []
+    for a, ra in _movable_refs(ann, rng):
+        on_table = a["position"][2] < _height(a) / 2 + 0.01 and a["id"] != ann["gripper"].get("holding")
+        for b in objs:
+            rb = _any_ref(b, objs, rng)
+            if b is a or not rb:
+                continue
+            gap = ((a["position"][0] - b["position"][0]) ** 2 + (a["position"][1] - b["position"][1]) ** 2) ** 0.5
+            near = on_table and gap < _footprint(a) + _footprint(b) + NEXT_GAP
+            out.append((CHECK_QUESTIONS["push_next"].format(obj=ra, base=rb), "yes" if near else "no",
+                        [[a["id"]], [b["id"]]]))
+    return _balanced(out, rng)
+
+
+def _qa_all_in(ann, rng):
+    """The put_all test: every block of the colour in the bowl, none held."""
+    objs, out = ann["objects"], []
+    held = ann["gripper"].get("holding")
+    for color in sorted({o["color"] for o in objs if o["shape"] == "block"}):
+        blocks = [o for o in objs if o["shape"] == "block" and o["color"] == color]
+        for bowl in (o for o in objs if o["shape"] == "bowl"):
+            rb = _any_ref(bowl, objs, rng)
+            if rb:
+                done = all(o.get("in") == bowl["id"] and o["id"] != held for o in blocks)
+                out.append((CHECK_QUESTIONS["put_all"].format(color=color, bowl=rb), "yes" if done else "no",
+                            [[o["id"] for o in blocks], [bowl["id"]]]))
+    return _balanced(out, rng)
+
+
 _GENERATORS = {"colour": _qa_colour, "count": _qa_count, "existence": _qa_existence, "spatial": _qa_spatial,
-               "in": _qa_in, "holding": _qa_holding}
+               "in": _qa_in, "holding": _qa_holding, "on": _qa_on, "touching": _qa_touching, "side": _qa_side,
+               "next_to": _qa_next_to, "all_in": _qa_all_in}
 
 
 def questions(ann: dict, rng: random.Random | None = None, types=QA_TYPES,
@@ -214,13 +346,18 @@ def questions(ann: dict, rng: random.Random | None = None, types=QA_TYPES,
     """Templated QA pairs `{"type", "question", "answer", "refs"}` for the scene, grouped by type in QA_TYPES
     order. `refs` grounds the question: per object phrase in the order the question names them, the ids of the
     objects it refers to ("how many blue objects" -> every blue one; "is there a red bowl?" -> none when absent).
-    With `visible` (see `visible_ids`), only the questions whose referents all show."""
+    Questions of more than MAX_QUESTION_TOKENS words and marks are left out. With `visible` (see `visible_ids`),
+    only the questions whose referents all show."""
     rng = rng or random.Random(0)
     out = [{"type": t, "question": q, "answer": a, "refs": refs} for t in types
-           for q, a, refs in _GENERATORS[t](ann, rng)]
+           for q, a, refs in _GENERATORS[t](ann, rng) if question_tokens(q) <= MAX_QUESTION_TOKENS]
     if visible is None:
         return out
     return [q for q in out if all(i in visible for group in q["refs"] for i in group)]
+
+
+def question_tokens(text: str) -> int:
+    return len(_TOKEN.findall(text.lower()))
 
 
 _MENTION = re.compile(r"\b(?:(small|large) )?(" + "|".join(COLORS) + r") (" + "|".join(SHAPES) + r")\b")

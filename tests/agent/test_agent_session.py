@@ -152,6 +152,20 @@ def test_vqa_check_questions_read_the_canonical_instruction():
     assert question("push", "push the red block next to the blue bowl") == "is the red block next to the blue bowl?"
     assert question("put_all", "put all the red blocks in the green bowl") == \
         "are all the red blocks in the green bowl?"
+    # one of twins by its side of a bowl, as the VQA's check questions name it
+    assert question("reach", "move the gripper to the green block left of the yellow bowl") == \
+        "is the gripper touching the green block left of the yellow bowl?"
+    # with the scene: the shortest description, no colour word where the shape tells; twins by their side
+    obj = lambda i, color, shape, y, size=None: {"id": i, "color": color, "shape": shape, "size": size,  # noqa: E731
+                                                 "position": [0.5, y, 0.02]}
+    scene = {"objects": [obj(1, "white", "block", -0.1, "small"), obj(2, "black", "bowl", 0.0),
+                         obj(3, "gray", "cylinder", 0.1), obj(4, "gray", "cylinder", -0.2)]}
+    step = Step("manipulate", "", task="place", instruction="put the white block in the black bowl",
+                objects={"object": 1, "target": 2})
+    assert _check_question(step, scene) == "is the block in the bowl?"
+    step = Step("manipulate", "", task="reach", instruction="move the gripper to the gray cylinder right of the "
+                "black bowl", objects={"object": 3})
+    assert _check_question(step, scene) == "is the gripper touching the gray cylinder right of the black bowl?"
 
 
 def test_each_step_starts_from_the_start_pose_unless_told_otherwise():
@@ -205,3 +219,16 @@ def test_home_action_keeps_the_grip_and_rises_before_moving_across():
     assert np.linalg.norm(u.world.robot.ee_pose()[0] - u.world.robot.home[0]) <= 0.01
     assert u.world.robot.closed == lifted
     env.close()
+
+
+def test_vqa_checks_of_lasting_outcomes_look_with_the_arm_at_its_start_pose():
+    import numpy as np
+
+    for command, at_home in (("put the red block in the green bowl", True), ("pick up the red block", False)):
+        session = make_session(command, verify="vqa", retries=0)
+        record = next(r for r in session.ask(command).records if r.kind == "manipulate")
+        env = session.env.unwrapped
+        home, pos = env.world.robot.home[0], env.world.robot.ee_pose()[0]
+        assert record.output["env_success"] and "vqa_question" in record.output, record.output
+        assert bool(np.linalg.norm(home - pos) < 0.02) == at_home, (command, pos)
+        assert (record.output["home_steps"] > 0) == at_home

@@ -61,6 +61,9 @@ def test_trained_tools_load_through_the_registry_and_evaluate(trained):
     assert blind["n"] == sum(q["refs"] == [[]] for _, q in every) and blind["n_hidden"] == len(every) - blind["n"]
     # only "is there a ...? no", "how many ...? 0" and "holding nothing" are left
     assert set(blind["by_type"]) <= {"existence", "count", "holding"}
+    checks = ev.eval_vqa(vlm, data, ev.QuestionOnly(vlm.extra["baseline.json"]), types=ev.qa_data.CHECK_TYPES)
+    assert checks["n"] > 0 and set(checks["by_type"]) <= set(ev.qa_data.CHECK_TYPES) and "on" in checks["by_type"]
+    assert set(vlm.extra["baseline.json"]["type"]) >= {"on", "colour"}      # trained on the step checks too
     caps = ev.eval_captions(vlm, data)
     assert all(0 <= caps[k] <= 1 for k in ("precision", "recall", "recall_with_hidden"))
     assert ev.eval_captions(vlm, dict(data, seg=np.zeros_like(data["seg"])))["recall"] == 0.0

@@ -286,3 +286,46 @@ def test_the_on_policy_expert_resumes_where_the_arm_is():
         assert np.linalg.norm(env.oracle.plan[-1].pos[:2] - bowl) < 1e-6
         env.step(action)
     assert world.holding() == oid and world.position(oid)[2] > pos[2] + 0.03
+
+
+def _check_answer(env, kind: str, ids: tuple, side: str | None = None) -> str | None:
+    """What the VQA training data (qa_data's step checks) says of the goal's objects in the current state (None
+    when no draw asked about them: every "yes" is asked, "no" ones are drawn to balance them)."""
+    import random
+
+    from vla.models.tools import qa_data
+
+    ann = env.scene_annotation()
+    answers = {(tuple(g[0] for g in q["refs"]), next((s for s in vocab.SIDES if f" {s} side" in q["question"]), None)):
+               q["answer"] for seed in range(12) for q in qa_data.questions(ann, random.Random(seed), types=(kind,))}
+    return answers.get((ids, side))
+
+
+@pytest.mark.parametrize("task", ["reach", "stack", "push", "put_all"])
+def test_the_vqa_step_checks_say_what_the_task_success_says(task):
+    """The agent's `--verify vqa` questions are trained on answers that must agree with the simulator: "no" at
+    the start of an oracle episode, "yes" once the task succeeds (on scenes whose goal objects have a plain
+    description: the checks do not name one of two twins by where it is)."""
+    from vla.models.tools.qa_data import refer
+
+    env = make_env(task, image_size=0)
+    checked = 0
+    for seed in range(12):
+        env.reset(seed=seed)
+        g = env.goal
+        kind, ids = {"reach": lambda: ("touching", (g.target.oid,)), "stack": lambda: ("on", (g.top.oid, g.base.oid)),
+                     "put_all": lambda: ("all_in", (g.blocks[0], g.bowl.oid)),
+                     "push": lambda: ("side", (g.target.oid,)) if g.side else
+                     ("next_to", (g.target.oid, g.landmark.oid))}[task]()
+        objects = env.scene_annotation()["objects"]
+        named = ids[1:] if kind == "all_in" else ids           # "all the red blocks" needs no description
+        if any(refer(o, objects) is None for o in objects if o["id"] in named):
+            continue
+        side = g.side if kind == "side" else None
+        assert _check_answer(env, kind, ids, side) in ("no", None), (task, seed)
+        info = _oracle_episode(env, seed)
+        assert info["is_success"] and _check_answer(env, kind, ids, side) == "yes", (task, seed, kind)
+        checked += 1
+        if checked == 3:
+            break
+    assert checked == 3

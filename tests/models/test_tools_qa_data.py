@@ -1,5 +1,6 @@
 """Caption and QA generation on hand-built scene annotations (no rendering)."""
 import random
+import re
 
 from vla.models.tools import qa_data
 
@@ -152,3 +153,66 @@ def test_seen_only_drops_hidden_objects_and_what_names_them():
     assert qa_data.seen_only(ann, {2, 3})["gripper"]["holding"] is None
     assert qa_data.caption(qa_data.seen_only(_scene(), {2, 4})) == "a yellow bowl and a blue cylinder"
     assert ann["objects"][0]["in"] == 3                          # the input is not changed
+
+
+def _checks(ann, kind, seeds=range(8)) -> dict:
+    """{(ids named, in order): answer} over the questions of `kind` drawn with several seeds."""
+    return {tuple(g[0] for g in q["refs"]): q["answer"] for seed in seeds
+            for q in qa_data.questions(ann, random.Random(seed), types=(kind,))}
+
+
+def test_step_checks_on_constructed_scenes():
+    ann = _scene()          # ids: 1 small red block in the green bowl 3, 2 blue cylinder, 4 yellow bowl, 5 large red
+    top = _obj(6, "blue", "block", 0.2, "small", on=5)
+    top["position"] = [0.5, 0.2, 0.065]
+    ann["objects"].append(top)
+    on = _checks(ann, "on")
+    assert on[(6, 5)] == "yes" and {a for k, a in on.items() if k != (6, 5)} == {"no"}
+    ann["gripper"]["position"] = [0.5, 0.2, 0.065 + 0.02 + 0.01]          # 1 cm above the small block's top
+    touching = _checks(ann, "touching")
+    assert touching[(6,)] == "yes" and {a for k, a in touching.items() if k != (6,)} == {"no"}
+    ann["gripper"]["position"] = [0.5, 0.2, 0.065 + 0.02 + 0.05]          # 5 cm above: not touching
+    assert set(_checks(ann, "touching").values()) == {"no"}
+
+
+def test_step_checks_side_next_to_and_all_in():
+    ann = _scene()
+    side = {q["question"]: q["answer"] for seed in range(8)
+            for q in qa_data.questions(ann, random.Random(seed), types=("side",))}
+    assert side["is the large block on the right side of the table?"] == "yes"   # y 0.20 is past the 0.18 line
+    assert {a for q, a in side.items() if "left side" in q or "cylinder" in q} == {"no"}   # y 0.12 is not
+    near = _checks(ann, "next_to")
+    # cylinder (r 2 cm) and large block (3.5 cm) 8 cm apart, 3.5 cm gap allowed: next to; the block and the
+    # yellow bowl 18 cm apart are not; the small block sits in the green bowl
+    assert near[(2, 5)] == near[(5, 2)] == near[(2, 4)] == near[(1, 3)] == "yes"
+    assert near[(5, 4)] == near[(1, 5)] == "no"
+    all_in = _checks(ann, "all_in")
+    assert set(all_in.values()) == {"no"}            # one red block is in the green bowl, the other is not
+    ann["objects"][4]["in"] = 3
+    assert _checks(ann, "all_in")[(1, 3)] == "yes" and _checks(ann, "all_in")[(1, 4)] == "no"
+
+
+def test_step_check_types_are_generated_and_the_agent_asks_the_same_words():
+    qas = qa_data.questions(_scene(), random.Random(0), types=qa_data.CHECK_TYPES)
+    assert {q["type"] for q in qas} == set(qa_data.CHECK_TYPES)
+    obj = r"the (?:(?:small|large) )?(?:[a-z]+ )?(?:block|cylinder|bowl)\b"
+    shapes = {t: {re.sub(obj, "X", q["question"]) for q in qas if q["type"] == t} for t in qa_data.CHECK_TYPES}
+    asked = {k: re.sub(r"\{(obj|bowl|base)\}", "X", v) for k, v in qa_data.CHECK_QUESTIONS.items()}
+    assert shapes["on"] == {asked["stack"]} and shapes["next_to"] == {asked["push_next"]}
+    assert shapes["touching"] == {asked["reach"]}
+    assert {s.replace("left", "{side}").replace("right", "{side}") for s in shapes["side"]} == {asked["push"]}
+    assert {s.replace("red", "{color}") for s in shapes["all_in"]} == {asked["put_all"]}
+
+
+def test_step_checks_name_one_of_twins_by_its_side_of_a_bowl_and_stay_short():
+    ann = _scene()                                                 # the green bowl at y -0.10
+    ann["objects"] += [_obj(6, "blue", "cylinder", -0.2)]         # twin of the blue cylinder at 0.12
+    qas = [q for seed in range(8)
+           for q in qa_data.questions(ann, random.Random(seed), types=("touching", "side", "on"))]
+    touching = {q["refs"][0][0]: q["question"] for q in qas if q["type"] == "touching"}
+    assert touching[2] == "is the gripper touching the blue cylinder right of the green bowl?"
+    assert touching[6] == "is the gripper touching the blue cylinder left of the green bowl?"
+    assert all(qa_data.question_tokens(q["question"]) <= qa_data.MAX_QUESTION_TOKENS for q in qas)
+    long = "is the blue cylinder right of the green bowl on the blue cylinder left of the green bowl?"
+    assert qa_data.question_tokens(long) > qa_data.MAX_QUESTION_TOKENS
+    assert long not in {q["question"] for q in qas}

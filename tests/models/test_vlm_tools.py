@@ -169,3 +169,30 @@ def test_hf_blip2_directory_runs_through_the_tools(tiny_blip2):
     assert isinstance(answer["answer"], str)
     assert answer == get_tool("vqa", weights=str(tiny_blip2))(image=_images(1)[0], question="what colour is the bowl?")
     assert isinstance(get_tool("caption", weights=str(tiny_blip2))(image=_images(1)[0])["caption"], str)
+
+
+def test_a_continued_run_adds_the_new_words_of_its_data(tmp_path):
+    vlm = new_vlm(load_run("vlm", "tiny").model, SENTENCES)
+    tok = vlm.net.tokenizer
+    known, sep, eos = tok.get_vocab(), tok.sep_token_id, tok.eos_token_id
+    rows = vlm.net.llm.get_input_embeddings().weight.detach().clone()
+    assert tok.convert_tokens_to_ids("touching") == tok.unk_token_id
+    assert vlm.add_words(["is the gripper touching the red block?", "is the block next to the bowl?"]) == \
+        ["gripper", "touching", "next", "to"]
+    assert vlm.add_words(["is the gripper touching the red block?"]) == []        # nothing new the second time
+    tok = vlm.net.tokenizer
+    assert {w: tok.get_vocab()[w] for w in known} == known and (tok.sep_token_id, tok.eos_token_id) == (sep, eos)
+    ids = tok("the gripper touching", add_special_tokens=False)["input_ids"]
+    assert ids[1:] == [len(known), len(known) + 1] and len(tok) == len(known) + 4
+    emb, head = vlm.net.llm.get_input_embeddings().weight, vlm.net.llm.get_output_embeddings().weight
+    assert emb.shape[0] == head.shape[0] == len(tok) and torch.equal(emb[:len(known)], rows)
+    vlm.net.train()
+    loss, _ = vlm.net(_images(), ["is the gripper touching the red block?"] * 2, ["yes", "no"])
+    loss.backward()
+    assert emb.grad[len(known) + 1].abs().sum() > 0                              # "touching" trains
+    vlm.net.eval()
+    vlm.save(tmp_path / "grown", half=False)
+    again = load_vlm(str(tmp_path / "grown"))
+    assert again.net.tokenizer.get_vocab() == tok.get_vocab()
+    assert again.answers(_images(), ["is the gripper touching the red block?"] * 2) == \
+        vlm.answers(_images(), ["is the gripper touching the red block?"] * 2)
