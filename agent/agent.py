@@ -267,8 +267,9 @@ def _check_question(step: Step, scene: dict | None = None) -> str:
     objects = (scene or {}).get("objects", [])
     by_id = {o["id"]: o for o in objects}
     grounded = [by_id.get(step.objects.get(role)) for role in ("object", "target")]
-    if grounded[0] is not None and all(o is None or qa_data.name(o, objects) for o in grounded):
-        obj, target = (qa_data.name(o, objects) if o else "" for o in grounded)
+    names = [qa_data.name(o, objects) if o else "" for o in grounded]
+    if grounded[0] is not None and all(n is not None for n in names):
+        obj, target = names
         asked = template.format(obj=obj, color=grounded[0]["color"], bowl=target, base=target, side=step.side or "")
         if qa_data.question_tokens(asked) <= qa_data.MAX_QUESTION_TOKENS:
             return asked

@@ -239,9 +239,11 @@ def _rate(values: list[bool]) -> float | None:
 
 
 def figures(results: dict, args, seconds: float) -> dict:
+    from vla.agent.commands.run import tool_weights
+
     plan_ms = np.array(results["plan_ms"] or [0.0])
     out = {"policy": args.policy, "planner": args.planner, "seeds": args.seeds, "splits": args.splits.split(","),
-           "tool_weights": dict(pair.split("=", 1) for pair in args.tool_weights),
+           "tool_weights": tool_weights(args.tool_weights),
            "success_pct": {k: _rate(results[k]) for k in CATEGORIES},
            "n": {k: len(results[k]) for k in CATEGORIES},
            "success_pct_by_split": {s: _rate(v) for s, v in results["by_split"].items()},

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vla import project_path
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--config", default="cpu", help="preset name in configs/policy/ or a YAML file (default: cpu)")
@@ -18,12 +20,6 @@ def add_arguments(parser) -> None:
                         "running again resumes)")
     parser.add_argument("--export", help="also write the final weights as an fp16 checkpoint to this directory")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-
-
-def _data_root(root: str) -> Path:
-    from vla import project_path
-
-    return project_path(root)
 
 
 def run(args) -> int:
@@ -39,7 +35,7 @@ def run(args) -> int:
     run_dir = Path(args.out or cfg.train.out_dir or f"runs/policy/{cfg.name}")
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    roots = [_data_root(r.strip()) for r in cfg.data.root.split(",") if r.strip()]
+    roots = [project_path(r.strip()) for r in cfg.data.root.split(",") if r.strip()]
     if not roots:
         raise VLAError("data.root is empty; give a dataset directory (or several, comma-separated).")
     root = roots[0]

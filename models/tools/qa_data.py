@@ -229,6 +229,11 @@ def _height(obj: dict) -> float:
     return height(obj["shape"], obj.get("size"))
 
 
+def _on_table(obj: dict, ann: dict) -> bool:
+    """Resting on the table itself (the push task's test), not held."""
+    return obj["position"][2] < _height(obj) / 2 + 0.01 and obj["id"] != ann["gripper"].get("holding")
+
+
 def _footprint(obj: dict) -> float:
     from vla.envs.vocab import footprint
 
@@ -296,9 +301,8 @@ def _qa_side(ann, rng):
 
     out = []
     for o, ref in _movable_refs(ann, rng):
-        on_table = o["position"][2] < _height(o) / 2 + 0.01 and o["id"] != ann["gripper"].get("holding")
         side = rng.choice(list(vocab.SIDES))
-        there = on_table and vocab.SIDES[side][1] * o["position"][1] > SIDE_LINE
+        there = _on_table(o, ann) and vocab.SIDES[side][1] * o["position"][1] > SIDE_LINE
         out.append((CHECK_QUESTIONS["push"].format(obj=ref, side=side), "yes" if there else "no", [[o["id"]]]))
     return _balanced(out, rng)
 
@@ -309,7 +313,7 @@ def _qa_next_to(ann, rng):
 
     objs, out = ann["objects"], []
     for a, ra in _movable_refs(ann, rng):
-        on_table = a["position"][2] < _height(a) / 2 + 0.01 and a["id"] != ann["gripper"].get("holding")
+        on_table = _on_table(a, ann)
         for b in objs:
             rb = _any_ref(b, objs, rng)
             if b is a or not rb:
