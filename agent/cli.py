@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train policy": ("vla.agent.commands.train_policy", "train the VLA policy from a preset (configs/policy/)"),
     "eval policy": ("vla.agent.commands.eval_policy", "closed-loop success rates of a policy per task and split"),
     "bench policy": ("vla.agent.commands.bench_policy", "policy latency per action/chunk and batch-32 throughput"),
+    "bench tools": ("vla.agent.commands.bench_tools", "perception-tool ms per call and diffusion images/s"),
     "ros": ("vla.agent.commands.ros", "ROS 2: start the policy / sim robot nodes or a graph, record and convert bags"),
     "bench ros": ("vla.agent.commands.bench_ros", "measure ROS 2 image-to-action latency, a soak, and closed-loop success"),
     "tools": ("vla.agent.commands.tools", "perception tools: list, classify, locate, caption, vqa, generate"),

@@ -29,7 +29,9 @@ EMPTY_Z = 0.9999999  # TinyRenderer clears its depth buffer to 0.99999994
 class Camera:
     def __init__(self, bullet, width: int, height: int, fov: float = 45.0):
         self.p, self.width, self.height = bullet, width, height
-        self.view, self.proj = front_matrices(width, height, fov)
+        # pybullet's own float32 matrices for rendering (the numpy ones agree to 1 ulp: renders stay bit-identical)
+        self.view = bullet.computeViewMatrix(FRONT_EYE, FRONT_TARGET, (0, 0, 1))
+        self.proj = bullet.computeProjectionMatrixFOV(fov, width / height, NEAR, FAR)
         self.background = None  # (rgb (H, W, 3), zbuf (H, W), seg (H, W)) of the static scene, front view
 
     def cache_background(self, bullet_static) -> None:
@@ -67,11 +69,23 @@ class Camera:
 
 
 def front_matrices(width: int, height: int, fov: float = 45.0) -> tuple[tuple, tuple]:
-    """The fixed front camera's (view, projection) matrices, as pybullet takes them (column-major 16-tuples)."""
-    import pybullet
+    """The fixed front camera's (view, projection) matrices, as pybullet takes them (column-major 16-tuples).
 
-    return (pybullet.computeViewMatrix(FRONT_EYE, FRONT_TARGET, (0, 0, 1)),
-            pybullet.computeProjectionMatrixFOV(fov, width / height, NEAR, FAR))
+    Computed here as pybullet's computeViewMatrix / computeProjectionMatrixFOV do (OpenGL's lookAt and
+    perspective; a test holds them equal to float32 rounding), so camera geometry needs no simulator."""
+    eye, target = np.asarray(FRONT_EYE, np.float64), np.asarray(FRONT_TARGET, np.float64)
+    f = (target - eye) / np.linalg.norm(target - eye)
+    s = np.cross(f, (0.0, 0.0, 1.0))
+    s /= np.linalg.norm(s)
+    u = np.cross(s, f)
+    view = np.eye(4)
+    view[0, :3], view[1, :3], view[2, :3] = s, u, -f
+    view[:3, 3] = -view[:3, :3] @ eye
+    y = 1.0 / np.tan(np.radians(fov) / 2)
+    proj = np.zeros((4, 4))
+    proj[0, 0], proj[1, 1] = y / (width / height), y
+    proj[2, 2], proj[2, 3], proj[3, 2] = (FAR + NEAR) / (NEAR - FAR), 2 * FAR * NEAR / (NEAR - FAR), -1.0
+    return tuple(view.flatten(order="F")), tuple(proj.flatten(order="F"))
 
 
 def project_front(points, width: int, height: int, fov: float = 45.0) -> np.ndarray:

@@ -89,13 +89,13 @@ def choose(logits: torch.Tensor, goals: torch.Tensor, previous=None) -> torch.Te
     candidate's, or the previous goal's neighbour (see `GoalPointer.predict`)."""
     best = logits.argmax(-1)
     if previous is not None:
-        prev = torch.as_tensor(previous, dtype=goals.dtype).reshape(-1, 2)
+        prev = torch.as_tensor(previous, dtype=goals.dtype).to(goals.device).reshape(-1, 2)
         p = logits.softmax(-1).nan_to_num(0.0)                                          # (B, K)
         near = (goals - prev[:, None]).norm(dim=-1) < STICK_RADIUS                       # NaN rows: never near
         keep = torch.where(near, p, torch.zeros_like(p)).max(-1)
         ok = (keep.values > 0) & (keep.values >= STICK_SHARE * p.max(-1).values)
         best = torch.where(ok, keep.indices, best)
-    return goals[torch.arange(len(best)), best]
+    return goals[torch.arange(len(best), device=best.device), best]
 
 
 class RelationalLayer(nn.Module):
@@ -180,8 +180,8 @@ class GoalPointer(nn.Module):
         from vla.envs.camera import unproject_front
 
         cfg, det = self.cfg, self.detector
-        x = torch.as_tensor(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-        x = x.to(self.mean.device)
+        x = images if torch.is_tensor(images) else torch.as_tensor(np.ascontiguousarray(images))  # any device
+        x = x.to(self.mean.device).permute(0, 3, 1, 2).float() / 255.0
         S = cfg.detector_size
         small = F.interpolate(x, size=(S, S), mode="bilinear", antialias=True, align_corners=False)
         feats = det.net((small - self.mean) / self.std)
@@ -242,7 +242,8 @@ class GoalPointer(nn.Module):
         to the other at every chunk, and a clear change (the grasp: now the bowl) still switches."""
         rows, mask = self.detect(images)
         ids, slots, rgb = self.encode(texts)
-        logits, goals = self(rows, mask, ids, slots, rgb, torch.as_tensor(np.asarray(state, np.float32)))
+        state = state.float() if torch.is_tensor(state) else torch.as_tensor(np.asarray(state, np.float32))
+        logits, goals = self(rows, mask, ids, slots, rgb, state)
         goal = choose(logits, goals, previous)
         return torch.where(mask.any(-1, keepdim=True), goal, torch.full_like(goal, float("nan")))
 

@@ -9,12 +9,15 @@
 #              question (model.objects_after_prompt) for 30 minutes; then 30 minutes with the grounding head
 #              (model.object_roles), and 30 + 30 more with the relation to [SEP] (model.object_relation); last,
 #              the full-resolution detection heatmap alone (fine_only, 2500 steps, 17 min); last, 35 minutes with the
-#              agent's step-check questions added ("is the red block on the blue block?").
+#              agent's step-check questions added ("is the red block on the blue block?"); last, 30 minutes on
+#              the rebalanced questions (existence "no" pairs of the scene's own colours and shapes, containment
+#              only where something is in a bowl, holding balanced against an empty gripper).
 #              (The shipped run's first object stage had no colour/size head and no raw colour yet; the next stage
 #              added them. Its full-resolution heatmap came only in the last stage; the preset now has it from the
 #              first object stage on, trained with the rest.)
 #   diffusion  latent: its VAE on crops of the train_xl renders (20 min), then the UNet on their latents
-#              (55 min), conditioned on the shipped CLIP's text tower (a frozen copy is saved with it), v-prediction
+#              (55 min), conditioned on the shipped CLIP's text tower (a frozen copy is saved with it), v-prediction;
+#              then 60 minutes more from that checkpoint, saving an EMA of the weights (decay 0.999)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
@@ -54,5 +57,10 @@ $vlm init=models/weights/vlm fine_only=true train.steps=2500 train.minutes=0 tra
 # the agent's step checks (qa_data.CHECK_TYPES; their new words join the tokenizer), on what the images show
 $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=35 train.steps=6500 \
     train.lr=0.0002 train.warmup_steps=20 train.threads=2
+# the rebalanced questions (models/tools/qa_data.py: _qa_existence, _qa_in, _qa_holding)
+$vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
+    train.lr=0.0002 train.warmup_steps=20 train.threads=2
 $vla train diffusion --preset latent --out models/weights/diffusion train.threads=2
+$vla train diffusion --preset latent --out models/weights/diffusion init=models/weights/diffusion train.minutes=60 \
+    train.steps=20000 train.lr=0.0003 train.warmup_steps=50 train.threads=2 ema=0.999
 $vla eval tools --json

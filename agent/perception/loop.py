@@ -18,11 +18,13 @@ class LoopConfig:
     grad_clip: float = 1.0
     seed: int = 0
     threads: int = 1            # torch CPU threads (1 avoids oversubscription on a shared machine)
+    device: str = "cpu"         # cpu, or cuda for `vla train diffusion` (the other tools train on the CPU)
     log_every: int = 50
 
 
-def run_loop(params, step_fn, cfg: LoopConfig, title: str = "training") -> dict:
-    """Optimise `params` with `step_fn` until the step or time budget ends; returns the last averaged metrics."""
+def run_loop(params, step_fn, cfg: LoopConfig, title: str = "training", after_step=None) -> dict:
+    """Optimise `params` with `step_fn` until the step or time budget ends; returns the last averaged metrics.
+    `after_step(step)` runs after each optimiser step (e.g. to update an EMA of the weights)."""
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -41,6 +43,8 @@ def run_loop(params, step_fn, cfg: LoopConfig, title: str = "training") -> dict:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
+            if after_step is not None:
+                after_step(step)
             for k, v in metrics.items():
                 sums[k], counts[k] = sums.get(k, 0.0) + float(v), counts.get(k, 0) + 1
             if (step + 1) % cfg.log_every == 0 or step == cfg.steps - 1:

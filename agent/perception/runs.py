@@ -68,6 +68,9 @@ class DiffusionRun:
     vae_edge: float = 0.0
     vae_from: str | None = None
     init: str | None = None            # continue from this diffusion checkpoint (its sizes, text tower and VAE)
+    # > 0: the saved UNet is an exponential moving average of the trained one with this decay per step (warmed
+    # up as min(ema, (1 + step) / (10 + step))); averaging the last few thousand steps' weights removes their noise
+    ema: float = 0.0
 
 
 @dataclass
@@ -109,5 +112,10 @@ def load_run(kind: str, preset: str, overrides: list[str] = ()):
         path = ROOT / "configs" / kind / f"{preset}.yaml"
     data = load_yaml(path)
     data.setdefault("name", path.stem)
-    return from_dict(cls, apply_overrides(data, list(overrides), cls))
+    run = from_dict(cls, apply_overrides(data, list(overrides), cls))
+    devices = ("cpu", "cuda") if kind == "diffusion" else ("cpu",)
+    if run.train.device not in devices:
+        raise VLAError(f"train.device={run.train.device!r} is not available for `vla train {kind}`; "
+                       f"allowed: {', '.join(devices)}.")
+    return run
 

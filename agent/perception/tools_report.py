@@ -9,9 +9,14 @@ from vla.agent.perception import evaluate as ev
 from vla.agent.perception.scenes import load_set
 
 
-def _latency_ms(image: np.ndarray, weights: dict, repeats: int = 5) -> dict:
-    """Median milliseconds per call of each registered tool on one scene image (after one warm-up call)."""
+def latency_ms(image: np.ndarray, weights: dict, repeats: int = 5, device: str = "cpu", names=None) -> dict:
+    """Median milliseconds per call of each registered tool (or those `names`) on one scene image (after one
+    warm-up call)."""
+    import torch
+
     from vla.models.tools import get_tool
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     calls = {"classify": {"image": image, "labels": ["red block", "blue bowl", "green cylinder"]},
              "locate": {"image": image, "text": "the red block"},
@@ -19,12 +24,16 @@ def _latency_ms(image: np.ndarray, weights: dict, repeats: int = 5) -> dict:
              "generate": {"prompt": "a red block in a green bowl", "steps": 25}}
     out = {}
     for name, inputs in calls.items():
-        tool = get_tool(name, weights=weights[name])
+        if names is not None and name not in names:
+            continue
+        tool = get_tool(name, weights=weights[name], device=device)
         tool(**inputs)
         times = []
         for _ in range(repeats):
+            sync()
             start = time.perf_counter()
             tool(**inputs)
+            sync()
             times.append(time.perf_counter() - start)
         out[name] = round(1000 * float(np.median(times)), 2)
     return out
@@ -53,7 +62,7 @@ def evaluate_tools(clip_w: str, vlm_w: str, diffusion_w: str, scenes: str = "hel
         "diff": lambda: (ev.eval_diffusion(diffusion, vlm, data, n=n_diffusion) if n_diffusion > 0 else
                          {"attr_acc": None, "object_acc": None, "real_attr_acc": None, "real_object_acc": None,
                           "images_per_s": None}),
-        "ms": lambda: _latency_ms(data["images"][0], weights),
+        "ms": lambda: latency_ms(data["images"][0], weights),
     }
     res = {}
     with Progress(console=Console(stderr=True), transient=True) as bar:

@@ -112,10 +112,15 @@ def train_diffusion(run: DiffusionRun, out: str, data_dir=None) -> dict:
 
     torch.manual_seed(run.train.seed)
     torch.set_num_threads(run.train.threads)
+    device = run.train.device
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise VLAError("train.device=cuda but no CUDA device is available; use train.device=cpu.")
+        torch.backends.cuda.matmul.allow_tf32 = True
     if run.init:
         from vla.models.diffusion import load_diffusion
 
-        diffusion = load_diffusion(str(project_path(run.init)))
+        diffusion = load_diffusion(str(project_path(run.init)), device=device)
         if not hasattr(diffusion, "unet") or not hasattr(diffusion, "cfg"):
             raise VLAError(f"init={run.init!r} is not a diffusion checkpoint of this project.")
         diffusion.unet.float()
@@ -125,7 +130,7 @@ def train_diffusion(run: DiffusionRun, out: str, data_dir=None) -> dict:
         if not clip_path.exists():
             raise VLAError(f"the diffusion model needs a trained CLIP text encoder at {str(clip_path)!r}; "
                            "run `vla train clip` first or set clip=PATH.")
-        diffusion = new_diffusion(run.model, load_clip(str(clip_path)))
+        diffusion = new_diffusion(run.model, load_clip(str(clip_path), device=device), device=device)
     if run.vae_from and not diffusion.cfg.latent:
         raise VLAError("vae_from needs a latent model (model.vae_channels).")
     data = load_set(run.scenes, workers=run.train.threads, **({"data_dir": data_dir} if data_dir else {}))
@@ -140,11 +145,13 @@ def train_diffusion(run: DiffusionRun, out: str, data_dir=None) -> dict:
         elif run.vae_from:
             _take_vae(diffusion, run.vae_from)
         else:
-            metrics.update({f"vae_{k}": v for k, v in train_vae(diffusion, run, images, masks).items()})
+            vae_images, vae_masks = images.to(device), masks.to(device)
+            metrics.update({f"vae_{k}": v for k, v in train_vae(diffusion, run, vae_images, vae_masks).items()})
             diffusion.cfg.latent_scale = latent_scale(diffusion, images)
         if run.train.steps > 0:
             x0 = torch.cat([diffusion.to_model_space(images[i:i + 64]) for i in range(0, len(images), 64)])
             masks = F.adaptive_max_pool2d(masks, x0.shape[-1])
+    x0, masks = x0.to(device), masks.to(device)
     rng = random.Random(run.train.seed)
     gen = torch.Generator().manual_seed(run.train.seed)
     diffusion.unet.train()
@@ -156,8 +163,20 @@ def train_diffusion(run: DiffusionRun, out: str, data_dir=None) -> dict:
         loss = diffusion.loss(x0[idx], diffusion.encode(prompts), gen, weight=weight)
         return loss, {"loss": loss.detach()}
 
+    params = [p for p in diffusion.unet.parameters() if p.requires_grad]
+    average = [p.detach().clone() for p in params] if run.ema > 0 else None
+
+    def update_ema(i: int) -> None:
+        decay = min(run.ema, (1 + i) / (10 + i))
+        with torch.no_grad():
+            torch._foreach_lerp_(average, [p.detach() for p in params], 1.0 - decay)
+
     if run.train.steps > 0:
-        metrics.update(run_loop(diffusion.unet.parameters(), step, run.train, title=f"train diffusion ({run.name})"))
+        metrics.update(run_loop(params, step, run.train, title=f"train diffusion ({run.name})",
+                                after_step=update_ema if average is not None else None))
+        if average is not None:
+            with torch.no_grad():
+                torch._foreach_copy_(params, average)
     diffusion.unet.eval()
     diffusion.save(out, extra={"run": to_dict(run), "train_metrics": metrics})
     return metrics

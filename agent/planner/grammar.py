@@ -274,10 +274,12 @@ def _is_prep(word: str) -> bool:
 
 
 def _phrase_words(words: list[str]) -> list[str]:
-    """The words of the noun phrase at the head of `words` (up to "and", "," or a side word)."""
+    """The words of the noun phrase at the head of `words` (up to "and", "," or a side word that is not a
+    relation: "the green block right of the blue bowl" is one phrase, "the block left" ends at "left")."""
     out = []
-    for word in words:
-        if word in ("and", ",", "then") or (word in lx.SIDE_WORDS and out and out[-1] != "the"):
+    for j, word in enumerate(words):
+        relation = j + 1 < len(words) and words[j + 1] == "of"
+        if word in ("and", ",", "then") or (word in lx.SIDE_WORDS and out and out[-1] != "the" and not relation):
             break
         out.append(word)
     return out

@@ -228,8 +228,8 @@ class PixelGrounding(nn.Module):
         if self.unet is not None:
             logits = logits + self.unet(x, condition).float()
         B, h, w = logits.shape
-        up = coarse.view(B, grid, grid)
-        up = up.repeat_interleave(-(-h // grid), 1).repeat_interleave(-(-w // grid), 2)[:, :h, :w]
+        ry, rx = -(-h // grid), -(-w // grid)                 # each patch's score over its ry x rx cells
+        up = coarse.view(B, grid, 1, grid, 1).expand(B, grid, ry, grid, rx).reshape(B, grid * ry, grid * rx)[:, :h, :w]
         logits = logits + up
         prob = logits.flatten(1).softmax(-1)
         if self.peak and not self.training:

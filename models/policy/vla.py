@@ -118,12 +118,10 @@ class VLANet(nn.Module):
         B, M = ids.shape[0], self.cfg.ground_color_maps
         is_color = self.word_is_color[ids]                                               # (B, T)
         order = is_color.long().cumsum(1) - 1                                            # rank among colour words
-        b, t = (is_color & (order < M)).nonzero(as_tuple=True)
-        rgb = torch.zeros(B, M, 3, device=ids.device)
-        valid = torch.zeros(B, M, device=ids.device)
-        rgb[b, order[b, t]] = self.word_colors(ids, color_matrix)[b, t]
-        valid[b, order[b, t]] = 1.0
-        return rgb, valid
+        # (B, T, M): word t fills slot m; a one-hot product, not indexing, so no host sync (CUDA graphs)
+        slot = F.one_hot(order.clamp(0, M - 1), M).float() * (is_color & (order < M))[..., None].float()
+        rgb = torch.einsum("btm,btc->bmc", slot, self.word_colors(ids, color_matrix).float())
+        return rgb, slot.sum(1)
 
     # ----- inputs -----
     def encode_text(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,7 +187,14 @@ class VLANet(nn.Module):
             logits = logits + head.bias[a.offset: a.offset + a.vocab_size]
         return logits.float() + self.neg_mask[start: start + hidden.shape[1]]
 
-    def _body(self, embeds, mask, **kwargs):
+    def _body(self, embeds, mask, dense: bool = False, **kwargs):
+        """The LM body over embeddings. `dense`: pass the (B, L) key mask as a causal (B, 1, L, L) boolean mask
+        built here, so the LM makes no data-dependent checks of it (a host sync that CUDA graph capture forbids)."""
+        if dense:
+            L = mask.shape[1]
+            causal = torch.ones(L, L, dtype=torch.bool, device=mask.device).tril()
+            mask = causal[None, None] & mask.bool()[:, None, None, :]
+            kwargs.setdefault("use_cache", False)
         return base_model(self.llm)(inputs_embeds=embeds, attention_mask=mask, **kwargs)
 
     # ----- training -----
@@ -286,14 +291,14 @@ class VLANet(nn.Module):
             err = (xy - labels[ok][:, 4:6]).norm(dim=-1).mean() * 100
         return loss, err
 
-    def _slots_hidden(self, embeds, mask, targets, decoding: str | None = None) -> torch.Tensor:
+    def _slots_hidden(self, embeds, mask, targets, decoding: str | None = None, dense: bool = False) -> torch.Tensor:
         """Hidden states that predict the K*D action tokens: from the slot queries (parallel) or from the
         teacher-forced previous tokens (autoregressive training); `decoding` defaults to the config's."""
         B, P = mask.shape
         ones = torch.ones(B, self.n_act, dtype=mask.dtype, device=mask.device)
         if (decoding or self.cfg.action.decoding) == "parallel":
             slots = self.action_queries.to(embeds.dtype).expand(B, -1, -1)                # (B, K*D, H)
-            out = self._body(torch.cat([embeds, slots], 1), torch.cat([mask, ones], 1))
+            out = self._body(torch.cat([embeds, slots], 1), torch.cat([mask, ones], 1), dense)
             return out.last_hidden_state[:, P:]
         fed = self.llm.get_input_embeddings()(targets[:, :-1]).to(embeds.dtype)          # (B, K*D-1, H)
         out = self._body(torch.cat([embeds, fed], 1), torch.cat([mask, ones[:, :-1]], 1))
@@ -316,8 +321,8 @@ class VLANet(nn.Module):
         K, D = self.cfg.action.horizon, self.cfg.action.dim
         return self.actions.decode_local(local.view(-1, K, D))
 
-    def _decode_parallel(self, embeds, mask) -> torch.Tensor:
-        hidden = self._slots_hidden(embeds, mask, None, "parallel")
+    def _decode_parallel(self, embeds, mask, dense: bool = False) -> torch.Tensor:
+        hidden = self._slots_hidden(embeds, mask, None, "parallel", dense)
         return self.action_logits(hidden).argmax(-1)                                     # (B, K*D)
 
     def _decode_ar(self, embeds, mask) -> torch.Tensor:

@@ -31,6 +31,8 @@ CHECK_QUESTIONS = {
 #: question types of the step checks without a QA_TYPES counterpart ("in" and "holding" already are checks)
 CHECK_TYPES = ("on", "touching", "side", "next_to", "all_in")
 MIN_GAP = 0.03
+#: how often a scene whose gripper is empty gets a holding question (see `_qa_holding`)
+EMPTY_HAND_SHARE = 0.5
 MIN_VISIBLE_PIXELS = 5
 #: the longest question in words and marks (the shipped VLM's `max_prompt_tokens`); longer ones are not asked
 MAX_QUESTION_TOKENS = 16
@@ -160,10 +162,17 @@ def _qa_count(ann, rng):
 
 
 def _qa_existence(ann, rng):
+    """As many "no" as "yes" questions. A "no" pairs a colour and a shape the scene shows, but not together (a red
+    cylinder beside a red block and a blue cylinder), while the scene has such pairs: then every asked colour and
+    shape is one the scene shows, so neither the words alone nor the colours a scene set uses tell the answer."""
     present = {(o["color"], o["shape"]) for o in ann["objects"]}
     out = [(f"is there a {c} {s}?", "yes", [_ids(ann, color=c, shape=s)]) for c, s in sorted(present)]
-    absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
-    out += [(f"is there a {c} {s}?", "no", [[]]) for c, s in rng.sample(absent, min(len(present), len(absent)))]
+    colors, shapes = sorted({c for c, _ in present}), sorted({s for _, s in present})
+    near = [(c, s) for c in colors for s in shapes if (c, s) not in present]
+    far = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present and (c, s) not in near]
+    rng.shuffle(near)
+    rng.shuffle(far)
+    out += [(f"is there a {c} {s}?", "no", [[]]) for c, s in (near + far)[:len(present)]]
     return out
 
 
@@ -186,12 +195,12 @@ def _qa_spatial(ann, rng):
     return out[:4]
 
 
-def _balanced(out: list, rng) -> list:
-    """Every "yes" question and as many "no" ones (at least one), drawn at random."""
+def _balanced(out: list, rng, at_least_one: bool = True) -> list:
+    """Every "yes" question and as many "no" ones (at least one unless `at_least_one` is False), drawn at random."""
     yes = [q for q in out if q[1] == "yes"]
     no = [q for q in out if q[1] == "no"]
     rng.shuffle(no)
-    return yes + no[:max(1, len(yes))]
+    return yes + no[:max(int(at_least_one), len(yes))]
 
 
 def _qa_in(ann, rng):
@@ -206,20 +215,32 @@ def _qa_in(ann, rng):
             if rb:
                 out.append((f"is the {ra} in the {rb}?", "yes" if a.get("in") == b["id"] else "no",
                             [[a["id"]], [b["id"]]]))
-    return _balanced(out, rng)
+    # only scenes with something in a bowl ask: one "no" from each of the others made "no" 78 % of the answers
+    return _balanced(out, rng, at_least_one=False)
 
 
 def _qa_holding(ann, rng):
+    """A scene whose gripper holds something asks what it holds, whether it holds that object (yes) and whether
+    it holds another (no); one whose gripper is empty asks, half the time, one of "what is the gripper holding?"
+    (nothing) or whether it holds an object (no). With a third of the scenes holding something (the scene sets'
+    share) neither answer of either form is then the rule: "nothing" and "no" had been 85 % of the answers."""
     objs, held = ann["objects"], ann["gripper"].get("holding")
-    ref = refer(_by_id(ann)[held], objs) if held is not None else None
-    if held is not None and ref is None:
-        return []
-    out = [("what is the gripper holding?", ref if ref else "nothing", [[held] if held is not None else []])]
     graspable = [o for o in objs if o["shape"] != "bowl" and refer(o, objs)]
-    if graspable:
-        o = rng.choice(graspable)
-        out.append((f"is the gripper holding the {refer(o, objs)}?", "yes" if o["id"] == held else "no",
-                    [[o["id"]]]))
+    if held is None:
+        if rng.random() >= EMPTY_HAND_SHARE:
+            return []
+        if graspable and rng.random() < 0.5:
+            o = rng.choice(graspable)
+            return [(f"is the gripper holding the {refer(o, objs)}?", "no", [[o["id"]]])]
+        return [("what is the gripper holding?", "nothing", [[]])]
+    ref = refer(_by_id(ann)[held], objs)
+    if ref is None:
+        return []
+    out = [("what is the gripper holding?", ref, [[held]]), (f"is the gripper holding the {ref}?", "yes", [[held]])]
+    others = [o for o in graspable if o["id"] != held]
+    if others:
+        o = rng.choice(others)
+        out.append((f"is the gripper holding the {refer(o, objs)}?", "no", [[o["id"]]]))
     return out
 
 

@@ -134,6 +134,22 @@ def test_twins_get_a_size_or_a_side_in_the_canonical_phrase():
         "put the red block left of the blue bowl in the green bowl"
 
 
+@pytest.mark.parametrize("command, obj, target", [
+    ("stack the red block on the green block right of the blue bowl", (None,), ("right of", "blue", "bowl")),
+    ("stack the red block left of the blue bowl on the green block right of the blue bowl",
+     ("left of", "blue", "bowl"), ("right of", "blue", "bowl")),
+    ("put the red block left of the blue bowl on the green block", ("left of", "blue", "bowl"), (None,)),
+    ("put the yellow block in the bowl left of the green block", (None,), ("left of", "green", "block")),
+])
+def test_a_relation_stays_with_the_phrase_it_follows(command, obj, target):
+    from vla.agent.planner import parse_command
+
+    (step,) = parse_command(command)
+    for role, want in (("object", obj), ("target", target)):
+        rel = step.refs[role].relation
+        assert (rel if rel is None else (rel[0], rel[1].color, rel[1].shape)) == (want[0] if want == (None,) else want)
+
+
 @pytest.mark.parametrize("command, reply", [
     ("put the purple block in the green bowl", "I don't see a purple block"),
     ("put the magenta block in the bowl", "I don't know the word 'magenta'"),

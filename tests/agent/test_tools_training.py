@@ -122,6 +122,35 @@ def test_latent_diffusion_trains_its_vae_then_reuses_it(trained, tmp_path):
         train_diffusion(bad, str(tmp_path / "c"), data_dir=trained / "data")
 
 
+def test_diffusion_ema_saves_the_average_of_the_trained_weights(trained, tmp_path):
+    """The same seeded run with and without `ema`: the EMA checkpoint is not the last weights but lies between
+    the starting and the last ones (it averages the trajectory)."""
+    from vla.models.diffusion import load_diffusion
+
+    base = [f"init={trained / 'diffusion'}", "train.steps=3", "train.lr=0.01"]
+    train_diffusion(load_run("diffusion", "debug", base), str(tmp_path / "last"), data_dir=trained / "data")
+    train_diffusion(load_run("diffusion", "debug", [*base, "ema=0.999"]), str(tmp_path / "ema"),
+                    data_dir=trained / "data")
+    flat = lambda path: torch.cat([p.flatten() for p in load_diffusion(str(path)).unet.parameters()])  # noqa: E731
+    start, last, ema = flat(trained / "diffusion"), flat(tmp_path / "last"), flat(tmp_path / "ema")
+    assert not torch.equal(ema, last) and not torch.equal(ema, start)
+    assert (ema - last).norm() < (start - last).norm() and (ema - start).norm() < (last - start).norm()
+
+
+def test_only_diffusion_trains_on_cuda_and_says_when_there_is_none():
+    from vla import VLAError
+
+    for kind in ("clip", "vlm", "goal"):
+        with pytest.raises(VLAError, match=f"not available for `vla train {kind}`; allowed: cpu"):
+            load_run(kind, "debug" if kind != "goal" else "default", ["train.device=cuda"])
+    with pytest.raises(VLAError, match="allowed: cpu, cuda"):
+        load_run("diffusion", "latent_debug", ["train.device=tpu"])
+    if not torch.cuda.is_available():
+        run = load_run("diffusion", "latent_debug", ["train.device=cuda"])
+        with pytest.raises(VLAError, match="no CUDA device"):
+            train_diffusion(run, "/nonexistent/out")
+
+
 def test_object_masks_and_vae_crops_follow_the_segmentation():
     import random
 

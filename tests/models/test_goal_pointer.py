@@ -30,6 +30,17 @@ def test_unproject_inverts_the_front_camera_projection():
     assert np.abs(high[:, :2] - points[:, :2]).max() > 0.01
 
 
+def test_front_matrices_are_pybullets_without_the_simulator():
+    import pybullet
+
+    from vla.envs.camera import FAR, FRONT_EYE, FRONT_TARGET, NEAR, front_matrices
+
+    for w, h, fov in [(128, 128, 45.0), (96, 64, 60.0)]:
+        view, proj = front_matrices(w, h, fov)
+        np.testing.assert_allclose(view, pybullet.computeViewMatrix(FRONT_EYE, FRONT_TARGET, (0, 0, 1)), atol=1e-6)
+        np.testing.assert_allclose(proj, pybullet.computeProjectionMatrixFOV(fov, w / h, NEAR, FAR), atol=1e-6)
+
+
 def test_colour_distance_ignores_shading_and_separates_colours():
     red, green = torch.tensor(RGB["red"]), torch.tensor(RGB["green"])
     objects = torch.stack([0.7 * red, 0.95 * red, 0.8 * green])[None]               # (1, 3, 3)

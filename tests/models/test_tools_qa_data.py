@@ -70,9 +70,33 @@ def test_spatial_and_containment_answers_follow_positions():
     assert "no" in inside.values()
 
 
-def test_holding_questions():
-    assert _qa(_scene(), "holding")["what is the gripper holding?"] == "nothing"
-    assert _qa(_scene(holding=2), "holding")["what is the gripper holding?"] == "cylinder"
+def test_holding_questions_balance_what_is_held_against_an_empty_gripper():
+    held = _qa(_scene(holding=2), "holding")
+    assert held["what is the gripper holding?"] == "cylinder" and held["is the gripper holding the cylinder?"] == "yes"
+    assert len(held) == 3 and sorted(held.values()) == ["cylinder", "no", "yes"]     # and one other object: no
+    empty = [qa_data.questions(_scene(), random.Random(seed), types=("holding",)) for seed in range(400)]
+    asked = [qs for qs in empty if qs]
+    assert all(len(qs) == 1 for qs in asked) and 0.4 < len(asked) / len(empty) < 0.6
+    forms = {q["question"].startswith("what"): q["answer"] for qs in asked for q in qs}
+    assert forms == {True: "nothing", False: "no"}                       # both forms, the empty gripper's answers
+
+
+def test_existence_negatives_pair_the_scenes_own_colours_and_shapes():
+    ann = _scene()
+    colours, shapes = {o["color"] for o in ann["objects"]}, {o["shape"] for o in ann["objects"]}
+    for seed in range(20):
+        for q in qa_data.questions(ann, random.Random(seed), types=("existence",)):
+            color, shape = q["question"].split()[3], q["question"].split()[4].rstrip("?")
+            if q["answer"] == "no":                  # 4 of the 8 absent pairs of these colours and shapes
+                assert color in colours and shape in shapes
+
+
+def test_containment_is_asked_only_where_something_is_in_a_bowl():
+    empty = _scene()
+    empty["objects"][0]["in"] = None
+    assert qa_data.questions(empty, random.Random(0), types=("in",)) == []
+    answers = [q["answer"] for q in qa_data.questions(_scene(), random.Random(0), types=("in",))]
+    assert answers.count("yes") == answers.count("no") == 1
 
 
 def test_every_type_generated_and_deterministic():
@@ -112,7 +136,9 @@ def test_refs_ground_every_question_in_the_order_it_names_the_objects():
             assert refs == [[2]]
         elif q["type"] in ("colour", "holding"):
             assert len(refs) == 1 and len(refs[0]) == 1 and qa_data.refer(by_id[refs[0][0]], ann["objects"]) in text
-    assert qa_data.questions(_scene(), random.Random(3), types=("holding",))[0]["refs"] == [[]]
+    nothing = [q for seed in range(20) for q in qa_data.questions(_scene(), random.Random(seed), types=("holding",))
+               if q["answer"] == "nothing"]
+    assert nothing and all(q["refs"] == [[]] for q in nothing)
 
 
 def _segmentation(pixels: dict[int, int], size: int = 16):
