@@ -65,11 +65,6 @@ class GraphedChunk:
         with torch.cuda.graph(self.graph):
             self.out = self._fn(**self.inputs)
 
-    def encode_text(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        enc = self.net.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.text_tokens,
-                                 return_tensors="pt")
-        return enc["input_ids"], enc["attention_mask"]
-
     @torch.no_grad()
     def __call__(self, images, state, texts: list[str], goal=None) -> torch.Tensor:
         """images uint8 (B, H, W, 3), state (B, state_dim), B instructions, goal (B, 2) metres (NaN rows or None:
@@ -80,7 +75,7 @@ class GraphedChunk:
         if tuple(images.shape[1:]) != tuple(self.inputs["images"].shape[1:]):
             raise VLAError(f"this runner was captured for images of shape {tuple(self.inputs['images'].shape[1:])}, "
                            f"got {tuple(images.shape[1:])}.")
-        ids, mask = self.encode_text(texts)
+        ids, mask = self.net.encode_text(texts, "cpu", length=self.text_tokens)
         if goal is None and self.net.goal_pointer is not None:
             device = self.inputs["images"].device
             goal = self.net.goal_pointer.predict(images.to(device), list(texts), torch.as_tensor(state).to(device))

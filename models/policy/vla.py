@@ -124,11 +124,12 @@ class VLANet(nn.Module):
         return rgb, slot.sum(1)
 
     # ----- inputs -----
-    def encode_text(self, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
-        # Padded to the batch's longest (at most max_text_tokens): the LM's rotary positions are relative,
-        # and padding in the middle of the prefix is masked, so any pad length is in-distribution.
-        enc = self.tokenizer(list(texts), padding="longest", truncation=True,
-                             max_length=self.cfg.max_text_tokens, return_tensors="pt")
+    def encode_text(self, texts: list[str], device, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        # Padded to the batch's longest (at most max_text_tokens), or to `length` (static shapes: CUDA graphs): the
+        # LM's rotary positions are relative, and padding in the middle of the prefix is masked, so any pad length
+        # is in-distribution.
+        enc = self.tokenizer(list(texts), padding="max_length" if length else "longest", truncation=True,
+                             max_length=length or self.cfg.max_text_tokens, return_tensors="pt")
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)              # (B, T) each
 
     def prefix(self, images, state, text_ids, text_mask) -> tuple[torch.Tensor, torch.Tensor]:
