@@ -24,6 +24,9 @@ VERIFY_MODES = ("env", "vqa")
 #: with VQA checks, these steps are checked with the arm back at its start pose; touching and holding are checked
 #: where the step ended (on 22 checks of v14 on seen scenes, holding was read worse with the arm away: 0 of 3)
 CHECK_FROM_HOME = ("place", "put_all", "stack", "push")
+#: a held object whose centre is this high (metres) has been lifted: `_point` then points at its destination
+#: (`vla eval agent --seeds 8`: single commands 82.5 % this way, 73.8 % pointing there as soon as it is held)
+LIFTED_Z = 0.05
 
 
 @dataclass
@@ -63,6 +66,18 @@ class Actor:
         if self.policy is not None:
             self.policy.reset()
 
+    @property
+    def can_point(self) -> bool:
+        return self.policy is not None and self.policy.can_point
+
+    def wants_point(self) -> bool:
+        """Whether the next action starts a new chunk (the moment a point is read)."""
+        return self.can_point and self.policy.wants_observation
+
+    def point(self, xy) -> None:
+        """Where the object the step's goal belongs to lies, for the policy's goal pointer."""
+        self.policy.point(xy)
+
     def act(self, obs: dict) -> np.ndarray:
         if self.policy is None:
             return self.env.unwrapped.oracle_action()
@@ -89,7 +104,7 @@ class Executor:
 
     def __init__(self, env, actor: Actor, tools: Tools, *, retries: int = 1, step_budget: int | None = None,
                  verify: str = "env", on_frame: Callable[[np.ndarray, str], None] | None = None,
-                 home: bool = True):
+                 home: bool = True, point: bool = True):
         if verify not in VERIFY_MODES:
             raise VLAError(f"unknown verification {verify!r}; allowed: {', '.join(VERIFY_MODES)}.")
         if retries < 0 or (step_budget is not None and step_budget < 1):
@@ -98,6 +113,8 @@ class Executor:
         self.retries, self.step_budget, self.verify = retries, step_budget, verify
         #: before each attempt the arm returns to its start pose (scripted), where every training demo began
         self.home = home
+        #: before each chunk, tell the policy's goal pointer which object the step is at (see `_point`)
+        self.point = point
         self.on_frame = on_frame or (lambda frame, label: None)
         self.obs: dict | None = None
 
@@ -129,6 +146,8 @@ class Executor:
             self.actor.reset()
             budget = self.step_budget or self.env.unwrapped.max_steps
             for _ in range(budget if not done else 0):
+                if self.point and self.actor.wants_point():
+                    self.actor.point(_point(step, self.env.unwrapped.scene_annotation()))
                 obs, _, terminated, truncated, info = self.env.step(self.actor.act(obs))
                 self.obs, env_steps = obs, env_steps + 1
                 self.on_frame(obs["front"], f"{step.instruction} (try {attempts})")
@@ -228,6 +247,30 @@ class Executor:
             return StepRecord(step.kind, step.tool, {"query": step.query}, {"error": str(exc)}, False, _ms(start),
                               f"I couldn't use the {step.tool} tool: {exc}")
         raise VLAError(f"step kind {step.kind!r} does not use a perception tool.")
+
+
+def _point(step: Step, scene: dict) -> list[float] | None:
+    """Where the step's goal object lies now: the object to move or touch, or, once the gripper has lifted it,
+    where it goes (the bowl, the block to stack on). For "all the red blocks" the one held, else the one nearest the
+    gripper among those not yet in the bowl. None (the pointer chooses alone) for a push, whose goal is beside
+    its object, and when the object is gone."""
+    objects = {o["id"]: o for o in scene.get("objects", [])}
+    mover, target = objects.get(step.objects.get("object")), objects.get(step.objects.get("target"))
+    if mover is None or step.task == "push":
+        return None
+    held = scene.get("gripper", {}).get("holding")
+    if step.task == "put_all":
+        left = [o for o in objects.values() if o["color"] == mover["color"] and o["shape"] == mover["shape"]
+                and (o.get("in") != step.objects.get("target") or o["id"] == held)]
+        if not left:
+            return None
+        grip = np.asarray(scene.get("gripper", {}).get("position", [0.0, 0.0])[:2], dtype=float)
+        mover = next((o for o in left if o["id"] == held), None) or \
+            min(left, key=lambda o: float(np.linalg.norm(np.asarray(o["position"][:2]) - grip)))
+    lifted = held == mover["id"] and mover["position"][2] > LIFTED_Z
+    if target is not None and lifted and step.task in ("place", "put_all", "stack"):
+        return [float(v) for v in target["position"][:2]]
+    return [float(v) for v in mover["position"][:2]]
 
 
 def _ms(start: float) -> float:

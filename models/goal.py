@@ -41,6 +41,10 @@ OBJECT_Z = 0.02        # the height at which a detected centre is taken to lie o
 TABLE_CENTRE, TABLE_SCALE = (0.5, 0.0), (0.2, 0.3)   # table positions are normalised as (p - centre) / scale
 PAD, UNK, COLOR = 0, 1, 2
 STICK_RADIUS, STICK_SHARE = 0.03, 0.2   # inference: keep the previous choice if it is this near and this likely
+#: a caller's point (`predict(point=)`) takes the detection within this distance: a detection lies within about
+#: 1 cm of its object, and scenes start with objects 4 cm or more apart, so a nearer one is that object
+POINT_RADIUS = 0.03
+OFFSET_TRUST = 0.02    # ... and its candidate goal when that lies this near it
 RAW = 3 + len(SIZES) + 3 + 2 + 2   # per detected object: shape one-hot, size probs, rgb, cell (x, y), table (x, y)
 
 
@@ -96,6 +100,22 @@ def choose(logits: torch.Tensor, goals: torch.Tensor, previous=None) -> torch.Te
         ok = (keep.values > 0) & (keep.values >= STICK_SHARE * p.max(-1).values)
         best = torch.where(ok, keep.indices, best)
     return goals[torch.arange(len(best), device=best.device), best]
+
+
+def pointed_goal(table: torch.Tensor, goals: torch.Tensor, mask: torch.Tensor, point, radius: float) -> torch.Tensor:
+    """Detected objects' table points and goal candidates (B, K, 2), the detections' mask (B, K) and the points
+    a caller names (B, 2) -> the goal of the detection nearest each point (B, 2), NaN where none is within `radius`.
+    The candidate's own goal refines the detection's centre (it was trained against the expert's goal); where
+    it lies farther than `OFFSET_TRUST` from the object (an offset learnt for another object's role), the
+    detection's centre is taken."""
+    point = torch.as_tensor(point, dtype=table.dtype).to(table.device).reshape(-1, 2)
+    dist = (table - point[:, None]).norm(dim=-1).masked_fill(~mask, float("inf"))
+    best = dist.argmin(-1)
+    rows = torch.arange(len(best), device=best.device)
+    centre, goal = table[rows, best], goals[rows, best]
+    goal = torch.where((goal - centre).norm(dim=-1, keepdim=True) < OFFSET_TRUST, goal, centre)
+    near = dist[rows, best][:, None] < radius
+    return torch.where(near, goal, torch.full_like(goal, float("nan")))
 
 
 class RelationalLayer(nn.Module):
@@ -234,17 +254,29 @@ class GoalPointer(nn.Module):
         return logits, goals
 
     @torch.no_grad()
-    def predict(self, images, texts: list[str], state, previous=None) -> torch.Tensor:
+    def predict(self, images, texts: list[str], state, previous=None, point=None,
+                radius: float = POINT_RADIUS) -> torch.Tensor:
         """uint8 images (B, H, W, 3), instructions, states (B, 12) -> goals (B, 2) in metres, NaN where nothing
         was detected. Commits to the best object, or, given the `previous` goals (B, 2; NaN: none), to a candidate
         within `STICK_RADIUS` of the previous goal whose probability is at least `STICK_SHARE` of the best's:
         between equally good objects ("all the red blocks") the arm keeps its choice instead of turning from one
-        to the other at every chunk, and a clear change (the grasp: now the bowl) still switches."""
+        to the other at every chunk, and a clear change (the grasp: now the bowl) still switches.
+        Given a `point` (B, 2) from a caller that knows which object is meant, the goal is instead that of the
+        detected object nearest it within `radius` (`pointed_goal`: the camera says where, the caller which). Where
+        no detection is that near, the previous goal is kept if it is, else the pointer decides."""
         rows, mask = self.detect(images)
         ids, slots, rgb = self.encode(texts)
         state = state.float() if torch.is_tensor(state) else torch.as_tensor(np.asarray(state, np.float32))
         logits, goals = self(rows, mask, ids, slots, rgb, state)
         goal = choose(logits, goals, previous)
+        if point is not None:
+            pointed = pointed_goal(table_xy(rows), goals, mask, point, radius)
+            if previous is not None:  # a frame that misses the object keeps the goal already near the point
+                prev = torch.as_tensor(previous, dtype=goal.dtype).to(goal.device).reshape(-1, 2)
+                point = torch.as_tensor(point, dtype=goal.dtype).to(goal.device).reshape(-1, 2)
+                near = (prev - point).norm(dim=-1, keepdim=True) < radius
+                pointed = torch.where(pointed.isnan() & near, prev, pointed)
+            goal = torch.where(pointed.isnan(), goal, pointed)
         return torch.where(mask.any(-1, keepdim=True), goal, torch.full_like(goal, float("nan")))
 
     def loss(self, logits, goals, target_index, target_goal) -> tuple[torch.Tensor, dict]:

@@ -56,6 +56,11 @@ def add_arguments(parser) -> None:
                         help="how the agent checks a step: 'env' (the simulator) or 'vqa' (asks the VQA tool)")
     parser.add_argument("--no-home", action="store_true",
                         help="start each manipulation attempt where the last one ended, not from the start pose")
+    parser.add_argument("--no-point", action="store_true",
+                        help="let the policy's goal pointer choose its object alone (the agent does not point it at "
+                             "the object it grounded)")
+    parser.add_argument("--tasks", default=",".join(SINGLE_TASKS + COMPOUND_TASKS),
+                        help="comma-separated tasks whose scenes to command (default: all)")
     parser.add_argument("--tool-weights", action="append", default=[], metavar="TOOL=PATH",
                         help="use these weights for a perception tool instead of the shipped ones (repeatable)")
     parser.add_argument("--image-size", type=int, default=128, help="camera image size in pixels")
@@ -124,7 +129,8 @@ class _Runner:
             self.actor = Actor(self.args.policy, env, device=self.args.device)
         self.actor.env = env
         executor = Executor(env, self.actor, self.tools, retries=self.args.retries, step_budget=self.args.step_budget,
-                            home=not self.args.no_home, verify=self.args.verify)
+                            home=not self.args.no_home, verify=self.args.verify,
+                            point=not self.args.no_point)
         session = Session(env, executor, self.planner)
         session.start(obs)
         return session
@@ -163,9 +169,8 @@ def evaluate(args) -> dict:
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     results = {**{c: [] for c in CATEGORIES}, "questions": [], "question_errors": [], "plan_ms": [], "checks": [],
                "questions_hidden": [],
-               "by_split": {s: [] for s in splits}, "failures": []}
-    jobs = [(split, task, seed) for split in splits for task in SINGLE_TASKS + COMPOUND_TASKS
-            for seed in range(args.seeds)]
+               "by_split": {s: [] for s in splits}, "by_task": {}, "failures": []}
+    jobs = [(split, task, seed) for split in splits for task in _tasks(args.tasks) for seed in range(args.seeds)]
     runner = _Runner(args)
     with Progress(transient=True, console=_stderr_console()) as progress:
         bar = progress.add_task("agent eval", total=len(jobs))
@@ -173,6 +178,15 @@ def evaluate(args) -> dict:
             _run_scene(task, split, seed, runner, results)
             progress.advance(bar)
     return results
+
+
+def _tasks(text: str) -> list[str]:
+    tasks = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in SINGLE_TASKS + COMPOUND_TASKS]
+    if unknown or not tasks:
+        raise VLAError(f"unknown task {(unknown or [''])[0]!r} for --tasks; choose from "
+                       f"{', '.join(SINGLE_TASKS + COMPOUND_TASKS)}.")
+    return tasks
 
 
 def _run_scene(task: str, split: str, seed: int, runner: _Runner, results: dict) -> None:
@@ -193,6 +207,7 @@ def _run_scene(task: str, split: str, seed: int, runner: _Runner, results: dict)
             turn = session.ask(command)
             success = turn.success if runner.args.verify == "env" else _in_simulator(turn, results["checks"])
             results[category].append(success)
+            results["by_task"].setdefault(task, []).append(success)
             results["by_split"][split].append(success)
             results["plan_ms"].append(turn.records[0].ms)
             if not success:
@@ -247,6 +262,8 @@ def figures(results: dict, args, seconds: float) -> dict:
            "success_pct": {k: _rate(results[k]) for k in CATEGORIES},
            "n": {k: len(results[k]) for k in CATEGORIES},
            "success_pct_by_split": {s: _rate(v) for s, v in results["by_split"].items()},
+           "success_pct_by_task": {t: _rate(v) for t, v in results["by_task"].items()},
+           "point": not args.no_point,
            "question_accuracy_pct": _rate(results["questions"]), "questions_answered": len(results["questions"]),
            "question_accuracy_with_hidden_pct": _rate(results["questions"] + results["questions_hidden"]),
            "questions_hidden": len(results["questions_hidden"]),
@@ -281,6 +298,7 @@ def _print(out: dict) -> None:
         print(f"  {key:<22} success {value if value is not None else '-':>6} %  (n={out['n'][key]})")
     for split, value in out["success_pct_by_split"].items():
         print(f"  split {split:<16} success {value if value is not None else '-':>6} %")
+    print("  by task: " + ", ".join(f"{t} {v} %" for t, v in out["success_pct_by_task"].items()))
     acc = out["question_accuracy_pct"]
     print(f"  mid-session questions  accuracy {acc if acc is not None else '-'} % (n={out['questions_answered']}; "
           f"with {out['questions_hidden']} about hidden objects {out['question_accuracy_with_hidden_pct']} %)"

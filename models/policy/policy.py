@@ -30,6 +30,7 @@ class VLAPolicy:
         self.ensemble = 0.0            # temporal ensembling weight decay (0 = off), see select_action
         self.goal = "auto"             # where the grounding token's goal comes from, see configure
         self._last_goal = None         # the goal pointer's last goal (it keeps a choice between look-alikes)
+        self._point = None             # a table point the caller says the goal is at (see `point`)
         self._history: deque = deque()  # (chunk (K, D), steps since it was predicted) under ensembling
 
     @classmethod
@@ -54,7 +55,28 @@ class VLAPolicy:
     def reset(self) -> None:
         self._queue.clear()
         self._history.clear()
-        self._last_goal = None
+        self._last_goal = self._point = None
+
+    def point(self, xy) -> None:
+        """Say where the object the goal belongs to lies (a table point in metres; None: let the goal pointer
+        choose again). Until changed, every chunk's goal is the detected object nearest it (within
+        `goal.POINT_RADIUS`), however unlikely the pointer finds it: the camera says where, the caller which. An agent
+        that has grounded "the red block" among look-alikes points at it, and at the bowl once it has lifted it. Needs
+        an attached goal pointer; `reset` clears it."""
+        if xy is None:
+            self._point = None
+            return
+        if not self.can_point:
+            raise VLAError("pointing needs a policy with an attached goal pointer (vla train goal --attach) and "
+                           "goal='auto'.")
+        xy = np.asarray(xy, dtype=np.float32).reshape(-1)
+        if xy.shape != (2,) or not np.isfinite(xy).all():
+            raise VLAError(f"a point is one finite (x, y) table position in metres, got {xy.tolist()}.")
+        self._point = torch.as_tensor(xy).reshape(1, 2)
+
+    @property
+    def can_point(self) -> bool:
+        return self.net.goal_pointer is not None and self.goal == "auto"
 
     def configure(self, decoding: str | None = None, execute: int | None = None,
                   ensemble: float | None = None, goal: str | None = None) -> "VLAPolicy":
@@ -122,7 +144,8 @@ class VLAPolicy:
         given = None if goal is None or self.goal != "given" else \
             torch.as_tensor(np.asarray(goal, np.float32)).reshape(1, 2)
         if given is None and self.goal == "auto" and self.net.goal_pointer is not None:
-            given = self.net.goal_pointer.predict(image.to(self.device), texts, state, previous=self._last_goal)
+            given = self.net.goal_pointer.predict(image.to(self.device), texts, state, previous=self._last_goal,
+                                                  point=self._point)
             self._last_goal = given
         chunk = self.net.predict_chunk(image.to(self.device), state, texts, decoding, goal=given,
                                        pointer=self.goal == "auto")

@@ -46,6 +46,16 @@ def test_tiny_oracle_evaluation_reports_all_figures(capsys):
 def test_eval_rejects_bad_arguments(capsys):
     assert main(["eval", "agent", "--policy", "oracle", "--seeds", "0"]) == 2
     assert "--seeds must be >= 1" in capsys.readouterr().err
+    assert main(["eval", "agent", "--policy", "oracle", "--tasks", "reach,fly"]) == 2
+    assert "unknown task 'fly' for --tasks" in capsys.readouterr().err
+
+
+def test_a_task_subset_is_scored_per_task(capsys):
+    assert main(["eval", "agent", "--policy", "oracle", "--seeds", "1", "--splits", "seen", "--image-size", "32",
+                 "--no-questions", "--tasks", "pick,chain", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["n"] == {"single": 1, "single_paraphrased": 1, "compound": 1, "compound_paraphrased": 1}
+    assert out["success_pct_by_task"] == {"pick": 100.0, "chain": 100.0} and out["point"] is True
 
 
 def test_with_vqa_checks_success_is_still_the_simulators_and_the_checks_are_scored(capsys):

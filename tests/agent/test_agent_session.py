@@ -232,3 +232,59 @@ def test_vqa_checks_of_lasting_outcomes_look_with_the_arm_at_its_start_pose():
         assert record.output["env_success"] and "vqa_question" in record.output, record.output
         assert bool(np.linalg.norm(home - pos) < 0.02) == at_home, (command, pos)
         assert (record.output["home_steps"] > 0) == at_home
+
+
+
+def test_the_agent_points_at_the_object_then_once_lifted_at_where_it_goes():
+    from vla.agent.agent import _point
+    from vla.agent.planner.steps import Step
+
+    def obj(i, color, shape, x, y, z=0.02, inside=None):
+        return {"id": i, "color": color, "shape": shape, "size": None, "position": [x, y, z], "in": inside}
+
+    objects = [obj(1, "green", "bowl", 0.6, 0.0), obj(2, "red", "block", 0.6, 0.0, inside=1),
+               obj(3, "red", "block", 0.5, 0.15), obj(4, "red", "block", 0.45, -0.1), obj(5, "blue", "block", 0.4, 0.0)]
+    scene = {"objects": objects, "gripper": {"position": [0.45, -0.05, 0.3], "holding": None}}
+    every = Step("manipulate", "", task="put_all", objects={"object": 2, "target": 1})
+    assert _point(every, scene) == [0.45, -0.1]             # not the one in the bowl; the nearer of the others
+    one = Step("manipulate", "", task="place", objects={"object": 3, "target": 1})
+    assert _point(one, scene) == [0.5, 0.15]
+    scene["gripper"]["holding"] = 3
+    assert _point(one, scene) == [0.5, 0.15]                # fingers closed on it, not yet lifted: still there
+    objects[2]["position"][2] = 0.08
+    assert _point(one, scene) == [0.6, 0.0]                 # lifted: the bowl
+    assert _point(every, scene) == [0.6, 0.0]               # the held one goes first
+    assert _point(Step("manipulate", "", task="pick", objects={"object": 3}), scene) == [0.5, 0.15]
+    assert _point(Step("manipulate", "", task="push", objects={"object": 3}, side="left"), scene) is None
+    scene["gripper"]["holding"] = None
+    for o in objects[2:4]:
+        o["in"] = 1
+    assert _point(every, scene) is None                     # all in: the pointer chooses alone
+    assert _point(Step("manipulate", "", task="reach", objects={"object": 9}), scene) is None
+
+
+def test_pointing_picks_which_look_alike_the_shipped_policy_goes_for():
+    from vla.models import load_policy
+
+    policy = load_policy("default")
+    env = make_env("put_all", split="seen")
+    try:
+        obs, _ = env.reset(seed=1)                           # three blue blocks, all to go into the bowl
+        goal = env.unwrapped.goal
+        blocks = {o["id"]: np.array(o["position"][:2]) for o in env.unwrapped.scene_annotation()["objects"]
+                  if o["id"] in goal.blocks}
+        chosen = {}
+        for oid, xy in blocks.items():
+            policy.reset()
+            policy.point(xy)
+            policy.predict_chunk(obs)
+            chosen[oid] = policy._last_goal[0].numpy()
+            assert np.linalg.norm(chosen[oid] - xy) < 0.02, (oid, chosen[oid], xy)   # the camera's centre of it
+        policy.reset()
+        policy.point([0.2, 0.6])                             # nothing detected there: the pointer chooses alone
+        policy.predict_chunk(obs)
+        assert min(np.linalg.norm(policy._last_goal[0].numpy() - xy) for xy in blocks.values()) < 0.02
+        with pytest.raises(VLAError, match="one finite"):
+            policy.point([float("nan"), 0.0])
+    finally:
+        env.close()

@@ -215,3 +215,19 @@ def test_the_committed_goal_keeps_a_near_choice_unless_another_is_far_likelier()
     torch.testing.assert_close(out[0], goals[0, 1])      # 0.4 >= 0.2 * 0.5: kept, no flip to a look-alike
     torch.testing.assert_close(out[1], goals[1, 0])      # 0.05 < 0.2 * 0.9: a clear change switches
     torch.testing.assert_close(out[2], goals[2, 0])      # no previous goal: the best
+
+
+def test_a_pointed_goal_is_the_nearest_detection_refined_by_its_own_candidate():
+    from vla.models.goal import pointed_goal
+
+    table = torch.tensor([[[0.4, -0.1], [0.6, 0.1], [0.62, 0.12]]]).repeat(4, 1, 1)
+    goals = table + torch.tensor([[0.005, 0.0], [0.01, -0.005], [0.0, 0.05]])       # the third: a push-like offset
+    mask = torch.tensor([[True, True, True]] * 3 + [[True, False, True]])
+    point = torch.tensor([[0.41, -0.1], [0.6, 0.1], [0.625, 0.12], [0.6, 0.1]])
+    out = pointed_goal(table, goals, mask, point, radius=0.04)
+    torch.testing.assert_close(out[0], goals[0, 0])            # near its detection: the candidate's refinement
+    torch.testing.assert_close(out[1], goals[1, 1])
+    torch.testing.assert_close(out[2], table[2, 2])             # an offset beyond OFFSET_TRUST: the centre
+    torch.testing.assert_close(out[3], table[3, 2])             # the nearest detection kept (the masked is ignored)
+    far = pointed_goal(table, goals, mask, torch.tensor([[0.1, 0.5]] * 4), radius=0.04)
+    assert far.isnan().all()                                    # nothing within reach: the pointer decides
