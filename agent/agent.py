@@ -66,13 +66,9 @@ class Actor:
         if self.policy is not None:
             self.policy.reset()
 
-    @property
-    def can_point(self) -> bool:
-        return self.policy is not None and self.policy.can_point
-
     def wants_point(self) -> bool:
-        """Whether the next action starts a new chunk (the moment a point is read)."""
-        return self.can_point and self.policy.wants_observation
+        """Whether the policy takes a point and its next action starts a new chunk (the moment a point is read)."""
+        return self.policy is not None and self.policy.can_point and self.policy.wants_observation
 
     def point(self, xy) -> None:
         """Where the object the step's goal belongs to lies, for the policy's goal pointer."""

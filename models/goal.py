@@ -102,13 +102,13 @@ def choose(logits: torch.Tensor, goals: torch.Tensor, previous=None) -> torch.Te
     return goals[torch.arange(len(best), device=best.device), best]
 
 
-def pointed_goal(table: torch.Tensor, goals: torch.Tensor, mask: torch.Tensor, point, radius: float) -> torch.Tensor:
+def pointed_goal(table: torch.Tensor, goals: torch.Tensor, mask: torch.Tensor, point: torch.Tensor,
+                 radius: float) -> torch.Tensor:
     """Detected objects' table points and goal candidates (B, K, 2), the detections' mask (B, K) and the points
     a caller names (B, 2) -> the goal of the detection nearest each point (B, 2), NaN where none is within `radius`.
     The candidate's own goal refines the detection's centre (it was trained against the expert's goal); where
     it lies farther than `OFFSET_TRUST` from the object (an offset learnt for another object's role), the
     detection's centre is taken."""
-    point = torch.as_tensor(point, dtype=table.dtype).to(table.device).reshape(-1, 2)
     dist = (table - point[:, None]).norm(dim=-1).masked_fill(~mask, float("inf"))
     best = dist.argmin(-1)
     rows = torch.arange(len(best), device=best.device)
@@ -270,10 +270,10 @@ class GoalPointer(nn.Module):
         logits, goals = self(rows, mask, ids, slots, rgb, state)
         goal = choose(logits, goals, previous)
         if point is not None:
+            point = torch.as_tensor(point, dtype=goal.dtype).to(goal.device).reshape(-1, 2)
             pointed = pointed_goal(table_xy(rows), goals, mask, point, radius)
             if previous is not None:  # a frame that misses the object keeps the goal already near the point
                 prev = torch.as_tensor(previous, dtype=goal.dtype).to(goal.device).reshape(-1, 2)
-                point = torch.as_tensor(point, dtype=goal.dtype).to(goal.device).reshape(-1, 2)
                 near = (prev - point).norm(dim=-1, keepdim=True) < radius
                 pointed = torch.where(pointed.isnan() & near, prev, pointed)
             goal = torch.where(pointed.isnan(), goal, pointed)
