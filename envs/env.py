@@ -23,6 +23,8 @@ ACTION_HIGH = np.array([0.05, 0.05, 0.05, 0.3, 1.0], dtype=np.float32)
 CHARSET = string.ascii_letters + string.digits + " ,.;:'!?-()"
 MAX_INSTRUCTION = 256
 MAX_IMAGE = (640, 480)
+#: fingers closed nearer than this (metres) hold nothing: the narrowest graspable object is 4 cm across
+EMPTY_GRIP = 0.01
 HAS_DISPLAY = not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY"))
 
 
@@ -197,19 +199,21 @@ class VLAEnv(gym.Env):
         return joint_action
 
     def home_action(self, tolerance: float = 0.01) -> np.ndarray | None:
-        """A step of the arm's way back to its start pose, gripper kept as it is (what it holds stays held): up
-        to the start height first, then across, so it does not sweep the table. None once within `tolerance`
-        metres (and 0.05 rad) of that pose. A scripted motion, like a real arm's move to a named pose."""
+        """A step of the arm's way back to its start pose: up to the start height first, then across, so it does not
+        sweep the table. What the gripper holds stays held; a gripper closed on nothing opens, as every episode
+        starts open. None once within `tolerance` metres (and 0.05 rad) of that pose with the gripper so. A scripted
+        motion, like a real arm's move to a named pose."""
         robot = self.world.robot
         if robot.home is None:
             raise VLAError("the env must be reset before the arm can go home.")
         (home, home_yaw), (pos, yaw) = robot.home, robot.ee_pose()
         delta, dyaw = home - pos, home_yaw - yaw
-        if np.linalg.norm(delta) <= tolerance and abs(dyaw) <= 0.05:
+        empty = robot.closed and robot.opening() < EMPTY_GRIP
+        if np.linalg.norm(delta) <= tolerance and abs(dyaw) <= 0.05 and not empty:
             return None
         if delta[2] > 0.03:                       # still low: rise before moving across
             delta[:2] = 0.0
-        grip = 1.0 if robot.closed else 0.0
+        grip = 1.0 if robot.closed and not empty else 0.0
         if self.control == "ee":
             return np.r_[np.clip(delta, ACTION_LOW[:3], ACTION_HIGH[:3]),
                          np.clip(dyaw, ACTION_LOW[3], ACTION_HIGH[3]), grip].astype(np.float32)

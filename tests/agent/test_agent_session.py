@@ -221,6 +221,25 @@ def test_home_action_keeps_the_grip_and_rises_before_moving_across():
     env.close()
 
 
+def test_home_action_opens_a_gripper_closed_on_nothing():
+    """After a push the gripper is shut on nothing; every demo starts open, so going home opens it."""
+    env = make_env("push", image_size=0)
+    env.reset(seed=0)
+    u = env.unwrapped
+    robot = u.world.robot
+    for _ in range(10):                                     # shut the fingers at the start pose
+        env.step(np.array([0, 0, 0, 0, 1.0], dtype=np.float32))
+    assert robot.closed and robot.opening() < 0.01
+    action = u.home_action()
+    assert action is not None and action[4] == 0.0           # at the pose already, yet not home: open
+    for _ in range(20):
+        if (action := u.home_action()) is None:
+            break
+        env.step(action)
+    assert action is None and not robot.closed
+    env.close()
+
+
 def test_vqa_checks_of_lasting_outcomes_look_with_the_arm_at_its_start_pose():
     import numpy as np
 
