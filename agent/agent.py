@@ -127,12 +127,12 @@ class Executor:
         for attempts in range(1, self.retries + 2):
             try:
                 step.instruction = self._current_words(step)
-                obs, info = self.env.unwrapped.set_instruction(step.instruction)
+                obs, info = self.env.unwrapped.set_instruction(step.instruction, prefer=step.objects.values())
                 done = bool(info["is_success"])
                 if not done and self.home and (moved := self._go_home(step.instruction)[0]):
                     home_steps += moved        # the goal again: restarts the env's step counter after the move
                     step.instruction = self._current_words(step)
-                    obs, info = self.env.unwrapped.set_instruction(step.instruction)
+                    obs, info = self.env.unwrapped.set_instruction(step.instruction, prefer=step.objects.values())
                     done = bool(info["is_success"])
             except VLAError as exc:  # the scene no longer fits the step: report it, never crash the session
                 return StepRecord("manipulate", f"policy:{self.actor.name}", {"instruction": step.instruction},
@@ -203,7 +203,7 @@ class Executor:
             step.instruction = self._current_words(step)
             if self.verify == "env":
                 try:
-                    self.obs, info = self.env.unwrapped.set_instruction(step.instruction)
+                    self.obs, info = self.env.unwrapped.set_instruction(step.instruction, prefer=step.objects.values())
                 except VLAError:
                     info = {"is_success": False}
                 held = bool(info["is_success"])

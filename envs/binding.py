@@ -13,8 +13,10 @@ from vla.envs.world import World
 
 
 class Binder:
-    def __init__(self, world: World, rng: np.random.Generator, split, task: str):
+    def __init__(self, world: World, rng: np.random.Generator, split, task: str, prefer=()):
         self.world, self.rng, self.split, self.task = world, rng, split, task
+        #: object ids to bind first among those the words cannot tell apart (twins alike in colour, shape and size)
+        self.prefer = set(prefer)
         self.specs = world.specs
         self.keepout: list = []
 
@@ -36,7 +38,8 @@ class Binder:
                            key=lambda o: abs(self.world.position(o)[1] - centre))
         if not found:
             raise VLAError(f"the scene has no {ref.text()[4:]}; it has: {self._describe()}.")
-        ref.oid = found[0]
+        twins = found if not ref.relation else found[:1]   # a relation names the nearest one on its side
+        ref.oid = next((oid for oid in twins if oid in self.prefer), found[0])
         return ref
 
     def all_of(self, color: str, shape: str, count) -> list[int]:

@@ -145,18 +145,20 @@ class VLAEnv(gym.Env):
         task, goal = self.tasks["reach"], ReachGoal(sampler.ref(oids[0], exact=True))
         return task, goal, task.instruction(goal, 0)
 
-    def set_instruction(self, text: str):
+    def set_instruction(self, text: str, prefer=()):
         """Give a new goal on the current scene without resetting physics; returns (obs, info).
 
         The sentence is parsed like `reset(options={"instruction": ...})` and its objects are bound to objects
-        already in the scene (VLAError when one is missing). The step counter restarts from zero.
+        already in the scene (VLAError when one is missing). Where the words fit several alike objects ("the pink
+        block" with two on the table) the one among the ids in `prefer` is bound: a caller that has grounded the
+        sentence says which it meant. The step counter restarts from zero.
         """
         from vla.envs.binding import Binder
         from vla.envs.instruction import parse_instruction
 
         parsed = parse_instruction(text)
         task = self.tasks[parsed.task]
-        goal = task.goal_from_slots(parsed.slots, Binder(self.world, self.np_random, self.split, parsed.task))
+        goal = task.goal_from_slots(parsed.slots, Binder(self.world, self.np_random, self.split, parsed.task, prefer))
         self.task, self.goal, self.instruction = task, goal, parsed.text
         self.oracle = Oracle(lambda world: self.task.plan(world, self.goal))
         self.steps, self._pending = 0, None

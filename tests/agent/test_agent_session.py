@@ -240,6 +240,27 @@ def test_home_action_opens_a_gripper_closed_on_nothing():
     env.close()
 
 
+def test_a_step_is_carried_out_and_checked_on_the_twin_it_was_grounded_to():
+    """Two small red blocks: "the red block" fits both; the env binds (and judges) the one the step names."""
+    from vla.agent.planner.steps import Step
+
+    env = make_env("place", image_size=32)
+    objects = [{"color": "red", "shape": "block", "size": "small"}] * 2 + [{"color": "green", "shape": "bowl"}]
+    obs, _ = env.reset(seed=0, options={"objects": objects})
+    ann = env.unwrapped.scene_annotation()["objects"]
+    first, second = [o["id"] for o in ann if o["shape"] == "block"]
+    bowl = next(o["id"] for o in ann if o["shape"] == "bowl")
+    executor = Executor(env, Actor("oracle", env), Tools(), retries=0)
+    executor.obs = obs
+    for oid in (second, first):
+        step = Step("manipulate", "", task="place", instruction="put the red block in the green bowl",
+                    objects={"object": oid, "target": bowl})
+        record = executor.manipulate(step)
+        inside = {o["id"] for o in env.unwrapped.scene_annotation()["objects"] if o.get("in") == bowl}
+        assert record.success and record.output["env_steps"] > 0 and oid in inside
+    env.close()
+
+
 def test_vqa_checks_of_lasting_outcomes_look_with_the_arm_at_its_start_pose():
     import numpy as np
 

@@ -220,6 +220,31 @@ def test_objects_option_and_set_instruction_rebind_goals_without_reset():
         env.reset(seed=0, options={"objects": [{"color": "teal", "shape": "block"}]})
 
 
+def test_set_instruction_binds_the_preferred_one_of_twins_the_words_cannot_tell_apart():
+    env = make_env("reach", image_size=0)
+    objects = [{"color": "red", "shape": "block", "size": "small"}, {"color": "red", "shape": "block", "size": "small"},
+               {"color": "green", "shape": "bowl"}]
+    env.reset(seed=0, options={"objects": objects})
+    ann = env.scene_annotation()["objects"]
+    reds = [o["id"] for o in ann if o["color"] == "red" and o["shape"] == "block"]
+    bowl = next(o["id"] for o in ann if o["shape"] == "bowl")
+    env.set_instruction("put the red block in the green bowl")
+    assert env.goal.target.oid == reds[0]                     # no preference: the first match
+    env.set_instruction("put the red block in the green bowl", prefer=[reds[1], bowl])
+    assert (env.goal.target.oid, env.goal.bowl.oid) == (reds[1], bowl)
+    for _ in range(env.max_steps):
+        _, _, terminated, truncated, info = env.step(env.oracle_action())
+        if terminated or truncated:
+            break
+    where = {o["id"]: o.get("in") for o in env.scene_annotation()["objects"]}
+    assert info["is_success"] and where[reds[1]] == bowl and where[reds[0]] != bowl
+    _, info = env.set_instruction("put the red block in the green bowl", prefer=[reds[1]])
+    assert info["is_success"]                                # the preferred twin is the one already in
+    _, info = env.set_instruction("put the red block in the green bowl", prefer=[reds[0]])
+    assert not info["is_success"]
+    env.close()
+
+
 def test_plain_reset_returns_to_the_envs_own_task_after_an_instruction():
     env = make_env("pick", image_size=0)
     env.reset(seed=0)
