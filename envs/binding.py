@@ -25,13 +25,18 @@ class Binder:
 
     def _matches(self, ref: Ref) -> list[int]:
         return [oid for oid in self.world.ids() if self.specs[oid - 1].color == ref.color
-                and self.specs[oid - 1].shape == ref.shape and (ref.size is None or self.specs[oid - 1].size == ref.size)]
+                and self.specs[oid - 1].shape == ref.shape
+                and (ref.size is None or self.specs[oid - 1].size == ref.size)]
 
     def realize(self, ref: Ref, **_where) -> Ref:
         """Set `ref.oid` to the scene object it denotes; raise VLAError when there is none."""
         found = self._matches(ref)
         if ref.relation and ref.landmark:
-            self.realize(ref.landmark)
+            own, self.prefer = self.prefer, self.prefer - set(found)   # an object is never its own landmark
+            try:
+                self.realize(ref.landmark)
+            finally:
+                self.prefer = own
             centre = self.world.position(ref.landmark.oid)[1]
             sign = -1 if ref.relation == "left of" else 1
             found = sorted((o for o in found if sign * (self.world.position(o)[1] - centre) > 0),

@@ -245,6 +245,16 @@ def test_set_instruction_binds_the_preferred_one_of_twins_the_words_cannot_tell_
     env.close()
 
 
+def test_a_preferred_object_is_never_bound_as_its_own_landmark():
+    env = make_env("reach", split="seen", image_size=0)
+    _, info = env.reset(seed=4)                              # three cyan bowls
+    assert info["instruction"] == "touch the cyan bowl right of the cyan bowl"
+    target, landmark = env.goal.target.oid, env.goal.target.landmark.oid
+    env.set_instruction(info["instruction"], prefer=[target])
+    assert (env.goal.target.oid, env.goal.target.landmark.oid) == (target, landmark)
+    env.close()
+
+
 def test_plain_reset_returns_to_the_envs_own_task_after_an_instruction():
     env = make_env("pick", image_size=0)
     env.reset(seed=0)
