@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from vla import VLAError
-from vla.agent.planner.canonical import rephrase
+from vla.agent.planner.canonical import object_phrase, rephrase
 from vla.agent.planner.steps import Step
 from vla.models.tools import qa_data
 from vla.models.tools.qa_data import CHECK_QUESTIONS
@@ -134,6 +134,8 @@ class Executor:
                     step.instruction = self._current_words(step)
                     obs, info = self.env.unwrapped.set_instruction(step.instruction, prefer=step.objects.values())
                     done = bool(info["is_success"])
+                if not done and (why := _unreachable(step, self.env.unwrapped)):
+                    raise VLAError(why)
             except VLAError as exc:  # the scene no longer fits the step: report it, never crash the session
                 return StepRecord("manipulate", f"policy:{self.actor.name}", {"instruction": step.instruction},
                                   {"error": str(exc)}, False, _ms(start),
@@ -245,6 +247,25 @@ class Executor:
         raise VLAError(f"step kind {step.kind!r} does not use a perception tool.")
 
 
+def _unreachable(step: Step, env) -> str | None:
+    """Why the arm cannot get at one of the step's objects now (off the table, beyond its reach), else None."""
+    scene = env.scene_annotation()
+    objects = {o["id"]: o for o in scene.get("objects", [])}
+    ids = [step.objects.get("object"), step.objects.get("target")]
+    if step.task == "put_all" and ids[0] in objects:
+        ids += [o["id"] for o in _left_to_put(objects[ids[0]], ids[1], objects, None)]
+    for obj in (objects[i] for i in dict.fromkeys(ids) if i in objects):
+        if why := env.out_of_reach(obj["position"]):
+            return f"{object_phrase(obj, list(objects.values()))} {why}."
+    return None
+
+
+def _left_to_put(mover: dict, bowl: int | None, objects: dict, held: int | None) -> list[dict]:
+    """For "all the red blocks": those alike (colour, shape) not yet in the bowl, and the one held."""
+    return [o for o in objects.values() if o["color"] == mover["color"] and o["shape"] == mover["shape"]
+            and (o.get("in") != bowl or o["id"] == held)]
+
+
 def _point(step: Step, scene: dict) -> list[float] | None:
     """Where the step's goal object lies now: the object to move or touch, or, once the gripper has lifted it,
     where it goes (the bowl, the block to stack on). For "all the red blocks" the one held, else the one nearest the
@@ -256,8 +277,7 @@ def _point(step: Step, scene: dict) -> list[float] | None:
         return None
     held = scene.get("gripper", {}).get("holding")
     if step.task == "put_all":
-        left = [o for o in objects.values() if o["color"] == mover["color"] and o["shape"] == mover["shape"]
-                and (o.get("in") != step.objects.get("target") or o["id"] == held)]
+        left = _left_to_put(mover, step.objects.get("target"), objects, held)
         if not left:
             return None
         grip = np.asarray(scene.get("gripper", {}).get("position", [0.0, 0.0])[:2], dtype=float)

@@ -25,6 +25,9 @@ MAX_INSTRUCTION = 256
 MAX_IMAGE = (640, 480)
 #: fingers closed nearer than this (metres) hold nothing: the narrowest graspable object is 4 cm across
 EMPTY_GRIP = 0.01
+#: an object's centre this far beyond the grasp point's workspace is still between the open fingers
+REACH_SLACK = 0.01
+OFF_TABLE_Z = -0.02    # an object's centre below this has fallen off the table
 HAS_DISPLAY = not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY"))
 
 
@@ -257,6 +260,17 @@ class VLAEnv(gym.Env):
     def _info(self, success: bool) -> dict:
         return {"is_success": bool(success), "task": self.task.NAME, "instruction": self.instruction,
                 "split": self.split.name, "step": int(self.steps)}
+
+    def out_of_reach(self, position) -> str | None:
+        """Why the arm cannot get at an object centred at `position` (x, y, z metres): it has fallen off the table,
+        or it lies beyond the workspace the grasp point is kept in (by more than `REACH_SLACK`); None if it can."""
+        x, y, z = (float(v) for v in position)
+        if z < OFF_TABLE_Z:
+            return "has fallen off the table"
+        low, high = rb.WS_LOW[:2] - REACH_SLACK, rb.WS_HIGH[:2] + REACH_SLACK
+        if not (low[0] <= x <= high[0] and low[1] <= y <= high[1]):
+            return "lies beyond the arm's reach"
+        return None
 
     def scene_annotation(self) -> dict:
         from vla.envs.annotation import scene_annotation

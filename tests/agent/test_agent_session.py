@@ -261,6 +261,20 @@ def test_a_step_is_carried_out_and_checked_on_the_twin_it_was_grounded_to():
     env.close()
 
 
+@pytest.mark.parametrize("xyz, why", [((0.8, 0.0, 0.03), "the red block lies beyond the arm's reach."),
+                                      ((0.5, 0.6, -0.3), "the red block has fallen off the table.")])
+def test_an_object_the_arm_cannot_get_at_is_reported_without_moving(xyz, why):
+    session = make_session("put the red block in the green bowl", retries=2)
+    env = session.env.unwrapped
+    red = where(session)[("red", "block")]["id"]
+    env.world.p.resetBasePositionAndOrientation(env.world.uids[red - 1], xyz, [0, 0, 0, 1])
+    before = env.world.robot.ee_pose()[0]
+    turn = session.ask("put the red block in the green bowl")
+    record = next(r for r in turn.records if r.kind == "manipulate")
+    assert not turn.success and record.output == {"error": why}
+    assert why in turn.answer and np.allclose(env.world.robot.ee_pose()[0], before, atol=1e-3)
+
+
 def test_vqa_checks_of_lasting_outcomes_look_with_the_arm_at_its_start_pose():
     import numpy as np
 
