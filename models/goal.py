@@ -263,7 +263,8 @@ class GoalPointer(nn.Module):
         to the other at every chunk, and a clear change (the grasp: now the bowl) still switches.
         Given a `point` (B, 2) from a caller that knows which object is meant, the goal is instead that of the
         detected object nearest it within `radius` (`pointed_goal`: the camera says where, the caller which). Where
-        no detection is that near, the previous goal is kept if it is, else the pointer decides."""
+        no detection is that near, the previous goal is kept if it is, else the point itself is the goal: the
+        camera missed the object (a gray cylinder on the gray table) and the caller knows where it lies."""
         rows, mask = self.detect(images)
         ids, slots, rgb = self.encode(texts)
         state = state.float() if torch.is_tensor(state) else torch.as_tensor(np.asarray(state, np.float32))
@@ -276,7 +277,7 @@ class GoalPointer(nn.Module):
                 prev = torch.as_tensor(previous, dtype=goal.dtype).to(goal.device).reshape(-1, 2)
                 near = (prev - point).norm(dim=-1, keepdim=True) < radius
                 pointed = torch.where(pointed.isnan() & near, prev, pointed)
-            goal = torch.where(pointed.isnan(), goal, pointed)
+            return torch.where(pointed.isnan(), point, pointed)
         return torch.where(mask.any(-1, keepdim=True), goal, torch.full_like(goal, float("nan")))
 
     def loss(self, logits, goals, target_index, target_goal) -> tuple[torch.Tensor, dict]:

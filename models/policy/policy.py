@@ -60,9 +60,10 @@ class VLAPolicy:
     def point(self, xy) -> None:
         """Say where the object the goal belongs to lies (a table point in metres; None: let the goal pointer
         choose again). Until changed, every chunk's goal is the detected object nearest it (within
-        `goal.POINT_RADIUS`), however unlikely the pointer finds it: the camera says where, the caller which. An agent
-        that has grounded "the red block" among look-alikes points at it, and at the bowl once it has lifted it. Needs
-        an attached goal pointer; `reset` clears it."""
+        `goal.POINT_RADIUS`), however unlikely the pointer finds it: the camera says where, the caller which. Where
+        the camera shows nothing that near, the point itself. An agent that has grounded "the red block" among
+        look-alikes points at it, and at the bowl once it has lifted it. Needs an attached goal pointer; `reset`
+        clears it."""
         if xy is None:
             self._point = None
             return

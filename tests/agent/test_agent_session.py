@@ -335,7 +335,10 @@ def test_pointing_picks_which_look_alike_the_shipped_policy_goes_for():
             chosen[oid] = policy._last_goal[0].numpy()
             assert np.linalg.norm(chosen[oid] - xy) < 0.02, (oid, chosen[oid], xy)   # the camera's centre of it
         policy.reset()
-        policy.point([0.2, 0.6])                             # nothing detected there: the pointer chooses alone
+        policy.point([0.3, 0.3])                             # nothing detected there: the point itself
+        policy.predict_chunk(obs)
+        np.testing.assert_allclose(policy._last_goal[0].numpy(), [0.3, 0.3], atol=1e-6)
+        policy.point(None)                                   # no point: the pointer chooses alone, one of them
         policy.predict_chunk(obs)
         assert min(np.linalg.norm(policy._last_goal[0].numpy() - xy) for xy in blocks.values()) < 0.02
         with pytest.raises(VLAError, match="one finite"):
