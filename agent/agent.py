@@ -126,13 +126,11 @@ class Executor:
         env_steps, home_steps, attempts, success, check = 0, 0, 0, False, {}
         for attempts in range(1, self.retries + 2):
             try:
-                step.instruction = self._current_words(step)
-                obs, info = self.env.unwrapped.set_instruction(step.instruction, prefer=step.objects.values())
+                obs, info = self._set_goal(step)
                 done = bool(info["is_success"])
                 if not done and self.home and (moved := self._go_home(step.instruction)[0]):
                     home_steps += moved        # the goal again: restarts the env's step counter after the move
-                    step.instruction = self._current_words(step)
-                    obs, info = self.env.unwrapped.set_instruction(step.instruction, prefer=step.objects.values())
+                    obs, info = self._set_goal(step)
                     done = bool(info["is_success"])
                 if not done and (why := _unreachable(step, self.env.unwrapped)):
                     raise VLAError(why)
@@ -181,10 +179,16 @@ class Executor:
             self.on_frame(self.obs["front"], f"{label} (returning to the start pose)")
         return taken, info
 
-    def _current_words(self, step: Step) -> str:
+    def _reword(self, step: Step) -> None:
         """The step's canonical instruction for the scene as it is now: objects move between steps and attempts,
         so "the red block left of the blue bowl" may need other words to pick out the same object."""
-        return rephrase(step, self.env.unwrapped.scene_annotation())
+        step.instruction = rephrase(step, self.env.unwrapped.scene_annotation())
+
+    def _set_goal(self, step: Step) -> tuple[dict, dict]:
+        """The step, reworded for the scene as it is now, as the env's goal; returns (obs, info). Where the words
+        fit alike twins, the env binds the objects the step was grounded to."""
+        self._reword(step)
+        return self.env.unwrapped.set_instruction(step.instruction, prefer=step.objects.values())
 
     def _verify(self, step: Step, env_success: bool) -> tuple[bool, dict]:
         if self.verify == "env":
@@ -202,14 +206,14 @@ class Executor:
         start = time.perf_counter()
         undone = []
         for step in steps:
-            step.instruction = self._current_words(step)
             if self.verify == "env":
                 try:
-                    self.obs, info = self.env.unwrapped.set_instruction(step.instruction, prefer=step.objects.values())
+                    self.obs, info = self._set_goal(step)
                 except VLAError:
                     info = {"is_success": False}
                 held = bool(info["is_success"])
             else:
+                self._reword(step)
                 held = self._verify(step, False)[0]
             if not held:
                 undone.append(step.instruction)

@@ -43,8 +43,8 @@ class Binder:
                            key=lambda o: abs(self.world.position(o)[1] - centre))
         if not found:
             raise VLAError(f"the scene has no {ref.text()[4:]}; it has: {self._describe()}.")
-        twins = found if not ref.relation else found[:1]   # a relation names the nearest one on its side
-        ref.oid = next((oid for oid in twins if oid in self.prefer), found[0])
+        # a relation names the nearest one on its side; plain words fit every match alike
+        ref.oid = found[0] if ref.relation else next((oid for oid in found if oid in self.prefer), found[0])
         return ref
 
     def all_of(self, color: str, shape: str, count) -> list[int]:
