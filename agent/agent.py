@@ -24,6 +24,9 @@ VERIFY_MODES = ("env", "vqa")
 #: with VQA checks, these steps are checked with the arm back at its start pose; touching and holding are checked
 #: where the step ended (on 22 checks of v14 on seen scenes, holding was read worse with the arm away: 0 of 3)
 CHECK_FROM_HOME = ("place", "put_all", "stack", "push")
+#: the steps that grasp; a gripper that shuts on nothing during one goes home and grasps again, this often per attempt
+GRASPING = ("pick", "place", "put_all", "stack")
+MAX_REGRASPS = 2
 #: a held object whose centre is this high (metres) has been lifted: `_point` then points at its destination
 #: (`vla eval agent --seeds 8`: single commands 82.5 % this way, 73.8 % pointing there as soon as it is held)
 LIFTED_Z = 0.05
@@ -123,7 +126,7 @@ class Executor:
         if not hasattr(self.env.unwrapped, "set_instruction"):
             raise VLAError("this env cannot take a new goal on its current scene (it lacks set_instruction); "
                            "update vla.envs.")
-        env_steps, home_steps, attempts, success, check = 0, 0, 0, False, {}
+        env_steps, home_steps, regrasps, attempts, success, check = 0, 0, 0, 0, False, {}
         for attempts in range(1, self.retries + 2):
             try:
                 obs, info = self._set_goal(step)
@@ -141,6 +144,7 @@ class Executor:
             self.obs = obs
             self.actor.reset()
             budget = self.step_budget or self.env.unwrapped.max_steps
+            regrasps_left = MAX_REGRASPS if self.home and step.task in GRASPING else 0
             for _ in range(budget if not done else 0):
                 if self.point and self.actor.wants_point():
                     self.actor.point(_point(step, self.env.unwrapped.scene_annotation()))
@@ -149,6 +153,16 @@ class Executor:
                 self.on_frame(obs["front"], f"{step.instruction} (try {attempts})")
                 if terminated or truncated:
                     break
+                if regrasps_left and self.env.unwrapped.gripper_empty():
+                    # the fingers shut on nothing (a miss, or the object slipped out): the policy's demos never
+                    # recover from there, so start the grasp again from the start pose, within this attempt
+                    regrasps_left, regrasps = regrasps_left - 1, regrasps + 1
+                    home_steps += self._go_home(f"{step.instruction} (grasping again)")[0]
+                    obs, info = self._set_goal(step)
+                    self.obs = obs
+                    self.actor.reset()
+                    if info["is_success"]:
+                        break
             if self.verify == "vqa" and self.home and step.task in CHECK_FROM_HOME:
                 # the camera judges where things lie best with the arm out of the way (the next attempt starts
                 # from there anyway)
@@ -158,7 +172,7 @@ class Executor:
             if success or "vqa_error" in check:
                 break
         output = {"success": success, "attempts": attempts, "env_steps": env_steps, "home_steps": home_steps,
-                  "verified_by": self.verify, **check}
+                  "regrasps": regrasps, "verified_by": self.verify, **check}
         said = (f"I tried to {step.instruction} but could not check the result: {check['vqa_error']}"
                 if "vqa_error" in check else
                 f"Nothing to do for '{step.instruction}': it already holds." if success and env_steps == 0 else

@@ -213,7 +213,7 @@ class VLAEnv(gym.Env):
             raise VLAError("the env must be reset before the arm can go home.")
         (home, home_yaw), (pos, yaw) = robot.home, robot.ee_pose()
         delta, dyaw = home - pos, home_yaw - yaw
-        empty = robot.closed and robot.opening() < EMPTY_GRIP
+        empty = self.gripper_empty()
         if np.linalg.norm(delta) <= tolerance and abs(dyaw) <= 0.05 and not empty:
             return None
         if delta[2] > 0.03:                       # still low: rise before moving across
@@ -260,6 +260,12 @@ class VLAEnv(gym.Env):
     def _info(self, success: bool) -> dict:
         return {"is_success": bool(success), "task": self.task.NAME, "instruction": self.instruction,
                 "split": self.split.name, "step": int(self.steps)}
+
+    def gripper_empty(self) -> bool:
+        """The gripper is commanded shut but its fingers closed on nothing (opening below `EMPTY_GRIP`): a grasp
+        that missed, or an object that slipped out. What a real gripper's width reading tells."""
+        robot = self.world.robot
+        return bool(robot.closed and robot.opening() < EMPTY_GRIP)
 
     def out_of_reach(self, position) -> str | None:
         """Why the arm cannot get at an object centred at `position` (x, y, z metres): it has fallen off the table,

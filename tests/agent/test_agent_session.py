@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vla import VLAError
-from vla.agent.agent import Actor, Executor, Tools
+from vla.agent.agent import MAX_REGRASPS, Actor, Executor, Tools
 from vla.agent.planner import get_planner
 from vla.agent.planner.scene import scene_objects
 from vla.agent.session import Session, _lasting
@@ -237,6 +237,54 @@ def test_home_action_opens_a_gripper_closed_on_nothing():
             break
         env.step(action)
     assert action is None and not robot.closed
+    env.close()
+
+
+class _Fumbling(Actor):
+    """The oracle, but its first `fumbles` actions shut the gripper where it is, on nothing: missed grasps (the
+    fingers meet within one control step)."""
+
+    def __init__(self, env, fumbles: int):
+        super().__init__("oracle", env)
+        self.fumbles = fumbles
+
+    def act(self, obs):
+        if self.fumbles:
+            self.fumbles -= 1
+            return np.array([0, 0, 0, 0, 1.0], dtype=np.float32)
+        return super().act(obs)
+
+
+def test_gripper_empty_reads_fingers_shut_on_nothing_not_on_an_object():
+    env = make_env("pick", image_size=0)
+    env.reset(seed=0)
+    u = env.unwrapped
+    assert not u.gripper_empty()                            # open
+    for _ in range(60):                                     # the oracle grasps and lifts its object
+        env.step(u.oracle_action())
+    assert u.world.robot.closed and not u.gripper_empty()
+    env.reset(seed=0)
+    for _ in range(10):
+        env.step(np.array([0, 0, 0, 0, 1.0], dtype=np.float32))
+    assert u.gripper_empty()
+    env.close()
+
+
+@pytest.mark.parametrize("home, fumbles", [(True, 1), (True, 3), (False, 1)])
+def test_a_grasp_that_shuts_on_nothing_starts_again_from_the_start_pose(home, fumbles):
+    from vla.agent.planner.steps import Step
+
+    env = make_env("pick", image_size=32)
+    obs, info = env.reset(seed=0)
+    executor = Executor(env, _Fumbling(env, fumbles), Tools(), retries=0, home=home, step_budget=80)
+    executor.obs = obs
+    step = Step("manipulate", "", task="pick", instruction=info["instruction"], objects={})
+    record = executor.manipulate(step)
+    if home:    # each miss sent the arm home, up to MAX_REGRASPS per attempt; the oracle then picked in that attempt
+        assert record.output["regrasps"] == min(fumbles, MAX_REGRASPS) and record.output["home_steps"] > 0
+        assert record.success and record.output["attempts"] == 1
+    else:       # without going home there is no starting again
+        assert record.output["regrasps"] == 0
     env.close()
 
 
