@@ -26,7 +26,7 @@ VERIFY_MODES = ("env", "vqa")
 CHECK_FROM_HOME = ("place", "put_all", "stack", "push")
 #: the steps that grasp; a gripper that shuts on nothing during one goes home and grasps again, this often per attempt
 GRASPING = ("pick", "place", "put_all", "stack")
-MAX_REGRASPS = 2
+MAX_REGRASPS = 4
 #: a held object whose centre is this high (metres) has been lifted: `_point` then points at its destination
 #: (`vla eval agent --seeds 8`: single commands 82.5 % this way, 73.8 % pointing there as soon as it is held)
 LIFTED_Z = 0.05
