@@ -39,6 +39,20 @@ def test_shipped_policy_runs_closed_loop_and_reports_truthfully(command, verb, b
             f"I tried to {manip[0]['input']['instruction']} but could not (1 attempt, {budget} control steps)")
 
 
+@pytest.mark.skipif(not (POLICY / "model.safetensors").is_file() or not VLM.exists(),
+                    reason="no shipped policy or VQA/caption weights in this checkout")
+@pytest.mark.parametrize("seed", [0, 3])
+def test_the_readme_main_job_succeeds_on_the_shipped_weights(seed, capsys):
+    """The README's main job (scripts/demo.sh), the trained VLA at the controls: the block ends in the bowl and
+    the caption of what is left says so."""
+    command = "put the red block in the green bowl, then tell me what is left on the table"
+    code, payload = _run(["run", command, "--seed", str(seed), "--json"], capsys)
+    assert code == 0 and payload["success"] is True, payload["answer"]
+    assert [s["kind"] for s in payload["steps"]] == ["plan", "manipulate", "describe", "verify"]
+    assert payload["answer"].startswith("I put the red block in the green bowl. ")
+    assert "red block in a green bowl" in payload["answer"]
+
+
 @pytest.mark.skipif(not VLM.exists(), reason="no shipped VQA/caption weights in this checkout")
 def test_shipped_vqa_answers_questions_mid_command(capsys):
     code, payload = _run(["run", "touch the red block, then is there a red block?", "--policy", "oracle",
