@@ -154,13 +154,12 @@ class Executor:
                 if terminated or truncated:
                     break
                 if regrasps_left and self.env.unwrapped.gripper_empty():
-                    # the fingers shut on nothing (a miss, or the object slipped out): the policy's demos never
-                    # recover from there, so start the grasp again from the start pose, within this attempt
                     regrasps_left, regrasps = regrasps_left - 1, regrasps + 1
-                    home_steps += self._go_home(f"{step.instruction} (grasping again)")[0]
-                    obs, info = self._set_goal(step)
-                    self.obs = obs
-                    self.actor.reset()
+                    moved, again = self._regrasp(step)
+                    home_steps += moved
+                    if again is None:          # the scene no longer fits the step: the next attempt says why
+                        break
+                    obs, info = again
                     if info["is_success"]:
                         break
             if self.verify == "vqa" and self.home and step.task in CHECK_FROM_HOME:
@@ -192,6 +191,19 @@ class Executor:
             taken += 1
             self.on_frame(self.obs["front"], f"{label} (returning to the start pose)")
         return taken, info
+
+    def _regrasp(self, step: Step) -> tuple[int, tuple[dict, dict] | None]:
+        """The fingers shut on nothing (a miss, or the object slipped out) and the policy's demos never recover from
+        there: back to the start pose and the step's goal again, within the attempt. Returns (home steps taken,
+        (obs, info), or None where the goal no longer fits the scene)."""
+        moved = self._go_home(f"{step.instruction} (grasping again)")[0]
+        self.actor.reset()
+        try:
+            obs, info = self._set_goal(step)
+        except VLAError:
+            return moved, None
+        self.obs = obs
+        return moved, (obs, info)
 
     def _reword(self, step: Step) -> None:
         """The step's canonical instruction for the scene as it is now: objects move between steps and attempts,
