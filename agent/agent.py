@@ -154,12 +154,16 @@ class Executor:
                 if terminated or truncated:
                     break
                 if regrasps_left and self.env.unwrapped.gripper_empty():
+                    # the fingers shut on nothing (a miss, or the object slipped out), from where the policy's demos
+                    # never recover: back to the start pose and the goal again, within this attempt
                     regrasps_left, regrasps = regrasps_left - 1, regrasps + 1
-                    moved, again = self._regrasp(step)
-                    home_steps += moved
-                    if again is None:          # the scene no longer fits the step: the next attempt says why
+                    home_steps += self._go_home(f"{step.instruction} (grasping again)")[0]
+                    self.actor.reset()
+                    try:
+                        obs, info = self._set_goal(step)
+                    except VLAError:           # the scene no longer fits the step: the next attempt says why
                         break
-                    obs, info = again
+                    self.obs = obs
                     if info["is_success"]:
                         break
             if self.verify == "vqa" and self.home and step.task in CHECK_FROM_HOME:
@@ -191,19 +195,6 @@ class Executor:
             taken += 1
             self.on_frame(self.obs["front"], f"{label} (returning to the start pose)")
         return taken, info
-
-    def _regrasp(self, step: Step) -> tuple[int, tuple[dict, dict] | None]:
-        """The fingers shut on nothing (a miss, or the object slipped out) and the policy's demos never recover from
-        there: back to the start pose and the step's goal again, within the attempt. Returns (home steps taken,
-        (obs, info), or None where the goal no longer fits the scene)."""
-        moved = self._go_home(f"{step.instruction} (grasping again)")[0]
-        self.actor.reset()
-        try:
-            obs, info = self._set_goal(step)
-        except VLAError:
-            return moved, None
-        self.obs = obs
-        return moved, (obs, info)
 
     def _reword(self, step: Step) -> None:
         """The step's canonical instruction for the scene as it is now: objects move between steps and attempts,
