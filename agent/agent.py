@@ -17,6 +17,8 @@ import numpy as np
 from vla import VLAError
 from vla.agent.planner.canonical import object_phrase, rephrase
 from vla.agent.planner.steps import Step
+from vla.envs.tasks import push
+from vla.envs.vocab import footprint
 from vla.models.tools import qa_data
 from vla.models.tools.qa_data import CHECK_QUESTIONS
 
@@ -290,12 +292,19 @@ def _left_to_put(mover: dict, bowl: int | None, objects: dict, held: int | None)
 def _point(step: Step, scene: dict) -> list[float] | None:
     """Where the step's goal object lies now: the object to move or touch, or, once the gripper has lifted it,
     where it goes (the bowl, the block to stack on). For "all the red blocks" the one held, else the one nearest the
-    gripper among those not yet in the bowl. None (the pointer chooses alone) for a push, whose goal is beside
-    its object, and when the object is gone."""
+    gripper among those not yet in the bowl. For a push, where the pushing fingers end: behind the object once it
+    has reached the side or its place next to the landmark (`push.skill_goal`, the goal its demos were labelled
+    with; pointing at the object itself: 37.5 %, against 56.2 % unpointed and 75.0 % at the end, `--seeds 8`).
+    None (the pointer chooses alone) when the object is gone."""
     objects = {o["id"]: o for o in scene.get("objects", [])}
     mover, target = objects.get(step.objects.get("object")), objects.get(step.objects.get("target"))
-    if mover is None or step.task == "push":
+    if mover is None:
         return None
+    if step.task == "push":
+        if target is None and step.side is None:
+            return None
+        landmark = None if target is None else (target["position"], footprint(target["shape"], target.get("size")))
+        return push.skill_goal(mover["position"], footprint(mover["shape"], mover.get("size")), step.side, landmark)
     held = scene.get("gripper", {}).get("holding")
     if step.task == "put_all":
         left = _left_to_put(mover, step.objects.get("target"), objects, held)

@@ -88,21 +88,37 @@ def touch(world: World, oid: int) -> list[Waypoint]:
     ]
 
 
+PUSH_BACK = 0.03     # (m) the fingers come down this far behind a pushed object's footprint
+PUSH_RETREAT = 0.04  # (m) and, the push done, back off this far as they rise
+
+
 def push(world: World, oid: int, goal_y: float, exact: bool = False) -> list[Waypoint]:
     """Push `oid` along y until its centre reaches `goal_y` (or passes it unless `exact`), fingers closed
     and spread across the push."""
     pos = world.position(oid)
-    sign = 1.0 if goal_y > pos[1] else -1.0
     radius = world.spec(oid).footprint()
-    back = pos[1] - sign * (radius + 0.03)
-    end = goal_y - sign * (radius + (0.012 if exact else 0.005))
+    sign, end = _push_line(pos[1], radius, goal_y, exact)
+    back = pos[1] - sign * (radius + PUSH_BACK)
     yaw = np.pi / 2 - 0.05
     return [
         Waypoint(np.array([pos[0], back, 0.1]), yaw, True, tol=0.01),
         Waypoint(np.array([pos[0], back, 0.02]), yaw, True),
         Waypoint(np.array([pos[0], end, 0.02]), yaw, True, tol=0.006, speed=0.025),
-        Waypoint(np.array([pos[0], end - sign * 0.04, 0.1]), yaw, True, tol=0.01),
+        Waypoint(np.array([pos[0], end - sign * PUSH_RETREAT, 0.1]), yaw, True, tol=0.01),
     ]
+
+
+def push_goal(xy, radius: float, goal_y: float, exact: bool = False) -> np.ndarray:
+    """Where `push`'s plan for an object at `xy` (footprint `radius`) ends, on the table plane: the skill goal
+    its demos' labels carry (`current_label`), which an agent can hand a policy's goal pointer."""
+    sign, end = _push_line(float(xy[1]), radius, goal_y, exact)
+    return np.array([float(xy[0]), end - sign * PUSH_RETREAT])
+
+
+def _push_line(y: float, radius: float, goal_y: float, exact: bool) -> tuple[float, float]:
+    """The push's direction along y and where the fingers stop."""
+    sign = 1.0 if goal_y > y else -1.0
+    return sign, goal_y - sign * (radius + (0.012 if exact else 0.005))
 
 
 class Oracle:

@@ -77,9 +77,24 @@ class Push(Task):
 
     def plan(self, world, goal: PushGoal):
         oid = goal.target.oid
-        if goal.landmark is None:
-            return oracle.push(world, oid, PUSH_TO * vocab.SIDES[goal.side][1])
-        other = world.position(goal.landmark.oid)
-        sign = 1.0 if other[1] > world.position(oid)[1] else -1.0
-        gap = world.spec(oid).footprint() + world.spec(goal.landmark.oid).footprint() + 0.012
-        return oracle.push(world, oid, float(other[1] - sign * gap), exact=True)
+        landmark = None if goal.landmark is None else \
+            (world.position(goal.landmark.oid), world.spec(goal.landmark.oid).footprint())
+        goal_y, exact = destination(world.position(oid), world.spec(oid).footprint(), goal.side, landmark)
+        return oracle.push(world, oid, goal_y, exact)
+
+
+def destination(pos, radius: float, side: str | None = None, landmark=None) -> tuple[float, bool]:
+    """Where a push of an object at `pos` (footprint `radius`) takes its centre along y, and whether exactly
+    there (next to a landmark) or at least that far (a side). `landmark`: (position, footprint) or None."""
+    if landmark is None:
+        return PUSH_TO * vocab.SIDES[side][1], False
+    other, other_radius = landmark
+    sign = 1.0 if other[1] > pos[1] else -1.0
+    return float(other[1] - sign * (radius + other_radius + 0.012)), True
+
+
+def skill_goal(pos, radius: float, side: str | None = None, landmark=None) -> list[float]:
+    """The table point where the expert's push of an object at `pos` ends (see `oracle.push_goal`): what an
+    agent that has grounded the object and the side or landmark points the policy's goal pointer at."""
+    goal_y, exact = destination(pos, radius, side, landmark)
+    return [float(v) for v in oracle.push_goal(pos[:2], radius, goal_y, exact)]

@@ -12,7 +12,7 @@ from vla.agent.agent import MAX_REGRASPS, Actor, Executor, Tools
 from vla.agent.planner import get_planner
 from vla.agent.planner.scene import scene_objects
 from vla.agent.session import Session, _lasting
-from vla.envs import make_env
+from vla.envs import make_env, vocab
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -357,7 +357,14 @@ def test_the_agent_points_at_the_object_then_once_lifted_at_where_it_goes():
     assert _point(one, scene) == [0.6, 0.0]                 # lifted: the bowl
     assert _point(every, scene) == [0.6, 0.0]               # the held one goes first
     assert _point(Step("manipulate", "", task="pick", objects={"object": 3}), scene) == [0.5, 0.15]
-    assert _point(Step("manipulate", "", task="push", objects={"object": 3}, side="left"), scene) is None
+    objects[2]["size"] = objects[4]["size"] = "small"
+    # a push: where the fingers end, behind the block once it is past the side line or next to the landmark
+    left = _point(Step("manipulate", "", task="push", objects={"object": 3}, side="left"), scene)
+    edge = vocab.footprint("block", "small")
+    assert left == pytest.approx([0.5, -0.22 + edge + 0.005 + 0.04])
+    beside = _point(Step("manipulate", "", task="push", objects={"object": 3, "target": 5}), scene)
+    assert beside == pytest.approx([0.5, (2 * edge + 0.012) + edge + 0.012 + 0.04])
+    assert _point(Step("manipulate", "", task="push", objects={"object": 3}), scene) is None  # nowhere to go
     scene["gripper"]["holding"] = None
     for o in objects[2:4]:
         o["in"] = 1

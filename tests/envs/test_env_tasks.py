@@ -90,6 +90,21 @@ def test_push_next_to_needs_the_landmark_close():
     assert task.success(env.world, goal)
 
 
+@pytest.mark.parametrize("kind", ["side", "next"])
+def test_a_push_skill_goal_is_where_the_experts_plan_ends(kind):
+    from vla.envs.tasks import push
+
+    env = _push_env(kind)
+    goal, world = env.goal, env.world
+    oid = goal.target.oid
+    landmark = None if goal.landmark is None else \
+        (world.position(goal.landmark.oid), world.spec(goal.landmark.oid).footprint())
+    expected = env.task.plan(world, goal)[-1].pos[:2]
+    got = push.skill_goal(world.position(oid), world.spec(oid).footprint(), goal.side, landmark)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert abs(got[1] - world.position(oid)[1]) > 0.05        # beyond the object, in the push's direction
+
+
 def test_pick_requires_a_grasp_and_reach_requires_contact_height():
     env = make_env("pick", image_size=0)
     env.reset(seed=0)
