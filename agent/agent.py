@@ -129,6 +129,8 @@ class Executor:
             raise VLAError("this env cannot take a new goal on its current scene (it lacks set_instruction); "
                            "update vla.envs.")
         env_steps, home_steps, regrasps, attempts, success, check = 0, 0, 0, 0, False, {}
+        #: "all the red blocks": those an attempt failed at; later attempts take the others first
+        passed, aimed = set(), None
         for attempts in range(1, self.retries + 2):
             try:
                 obs, info = self._set_goal(step)
@@ -149,7 +151,8 @@ class Executor:
             regrasps_left = MAX_REGRASPS if self.home and step.task in GRASPING else 0
             for _ in range(budget if not done else 0):
                 if self.point and self.actor.wants_point():
-                    self.actor.point(_point(step, self.env.unwrapped.scene_annotation()))
+                    point, aimed = _point(step, self.env.unwrapped.scene_annotation(), passed)
+                    self.actor.point(point)
                 obs, _, terminated, truncated, info = self.env.step(self.actor.act(obs))
                 self.obs, env_steps = obs, env_steps + 1
                 self.on_frame(obs["front"], f"{step.instruction} (try {attempts})")
@@ -176,6 +179,8 @@ class Executor:
             success, check = self._verify(step, bool(info["is_success"]))
             if success or "vqa_error" in check:
                 break
+            if aimed is not None and step.task == "put_all":
+                passed.add(aimed)
         output = {"success": success, "attempts": attempts, "env_steps": env_steps, "home_steps": home_steps,
                   "regrasps": regrasps, "verified_by": self.verify, **check}
         said = (f"I tried to {step.instruction} but could not check the result: {check['vqa_error']}"
@@ -289,34 +294,37 @@ def _left_to_put(mover: dict, bowl: int | None, objects: dict, held: int | None)
             and (o.get("in") != bowl or o["id"] == held)]
 
 
-def _point(step: Step, scene: dict) -> list[float] | None:
-    """Where the step's goal object lies now: the object to move or touch, or, once the gripper has lifted it,
-    where it goes (the bowl, the block to stack on). For "all the red blocks" the one held, else the one nearest the
-    gripper among those not yet in the bowl. For a push, where the pushing fingers end: behind the object once it
-    has reached the side or its place next to the landmark (`push.skill_goal`, the goal its demos were labelled
-    with; pointing at the object itself: 37.5 %, against 56.2 % unpointed and 75.0 % at the end, `--seeds 8`).
-    None (the pointer chooses alone) when the object is gone."""
+def _point(step: Step, scene: dict, passed=()) -> tuple[list[float] | None, int | None]:
+    """Where the step's goal object lies now, and which object that is: the object to move or touch, or, once the
+    gripper has lifted it, where it goes (the bowl, the block to stack on). For "all the red blocks" the one held,
+    else the one nearest the gripper among those not yet in the bowl, those `passed` (an earlier attempt failed at
+    them) last. For a push, where the pushing fingers end: behind the object once it has reached the side or its
+    place next to the landmark (`push.skill_goal`, the goal its demos were labelled with; pointing at the object
+    itself: 37.5 %, against 56.2 % unpointed and 75.0 % at the end, `--seeds 8`). (None, None) (the pointer
+    chooses alone) when the object is gone."""
     objects = {o["id"]: o for o in scene.get("objects", [])}
     mover, target = objects.get(step.objects.get("object")), objects.get(step.objects.get("target"))
     if mover is None:
-        return None
+        return None, None
     if step.task == "push":
         if target is None and step.side is None:
-            return None
+            return None, None
         landmark = None if target is None else (target["position"], footprint(target["shape"], target.get("size")))
-        return push.skill_goal(mover["position"], footprint(mover["shape"], mover.get("size")), step.side, landmark)
+        return (push.skill_goal(mover["position"], footprint(mover["shape"], mover.get("size")), step.side, landmark),
+                mover["id"])
     held = scene.get("gripper", {}).get("holding")
     if step.task == "put_all":
         left = _left_to_put(mover, step.objects.get("target"), objects, held)
         if not left:
-            return None
+            return None, None
         grip = np.asarray(scene.get("gripper", {}).get("position", [0.0, 0.0])[:2], dtype=float)
+        pool = [o for o in left if o["id"] not in passed] or left
         mover = next((o for o in left if o["id"] == held), None) or \
-            min(left, key=lambda o: float(np.linalg.norm(np.asarray(o["position"][:2]) - grip)))
+            min(pool, key=lambda o: float(np.linalg.norm(np.asarray(o["position"][:2]) - grip)))
     lifted = held == mover["id"] and mover["position"][2] > LIFTED_Z
     if target is not None and lifted and step.task in ("place", "put_all", "stack"):
-        return [float(v) for v in target["position"][:2]]
-    return [float(v) for v in mover["position"][:2]]
+        return [float(v) for v in target["position"][:2]], mover["id"]
+    return [float(v) for v in mover["position"][:2]], mover["id"]
 
 
 def _ms(start: float) -> float:

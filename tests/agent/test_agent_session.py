@@ -255,6 +255,47 @@ class _Fumbling(Actor):
         return super().act(obs)
 
 
+class _StillPointed(Actor):
+    """Holds the arm still (every attempt fails) and records, per attempt, the points it is given."""
+
+    def __init__(self, env):
+        super().__init__("oracle", env)
+        self.attempts: list[list] = []
+
+    def reset(self):
+        self.attempts.append([])
+
+    def wants_point(self):
+        return True
+
+    def point(self, xy):
+        self.attempts[-1].append(None if xy is None else tuple(round(v, 4) for v in xy))
+
+    def act(self, obs):
+        return np.zeros(5, dtype=np.float32)
+
+
+def test_all_the_red_blocks_takes_another_block_first_after_an_attempt_failed_at_one():
+    from vla.agent.planner.steps import Step
+
+    env = make_env("put_all", image_size=32)
+    obs, info = env.reset(seed=1)
+    goal, world = env.unwrapped.goal, env.unwrapped.world
+    blocks = {tuple(round(float(v), 4) for v in world.position(b)[:2]): b for b in goal.blocks}
+    actor = _StillPointed(env)
+    executor = Executor(env, actor, Tools(), retries=len(goal.blocks), home=False, step_budget=3)
+    executor.obs = obs
+    step = Step("manipulate", "", task="put_all", instruction=info["instruction"],
+                objects={"object": goal.blocks[0], "target": goal.bowl.oid})
+    record = executor.manipulate(step)
+    assert not record.success and record.output["attempts"] == len(goal.blocks) + 1
+    aimed = [blocks[a[0]] for a in actor.attempts]
+    assert all(len(set(a)) == 1 for a in actor.attempts)          # one block throughout an attempt
+    assert sorted(aimed[:-1]) == sorted(goal.blocks)              # each block once, then all have failed:
+    assert aimed[-1] == aimed[0]                                  # the nearest again
+    env.close()
+
+
 def test_gripper_empty_reads_fingers_shut_on_nothing_not_on_an_object():
     env = make_env("pick", image_size=0)
     env.reset(seed=0)
@@ -344,32 +385,37 @@ def test_the_agent_points_at_the_object_then_once_lifted_at_where_it_goes():
     def obj(i, color, shape, x, y, z=0.02, inside=None):
         return {"id": i, "color": color, "shape": shape, "size": None, "position": [x, y, z], "in": inside}
 
+    def at(step, passed=()):
+        return _point(step, scene, passed)[0]
+
     objects = [obj(1, "green", "bowl", 0.6, 0.0), obj(2, "red", "block", 0.6, 0.0, inside=1),
                obj(3, "red", "block", 0.5, 0.15), obj(4, "red", "block", 0.45, -0.1), obj(5, "blue", "block", 0.4, 0.0)]
     scene = {"objects": objects, "gripper": {"position": [0.45, -0.05, 0.3], "holding": None}}
     every = Step("manipulate", "", task="put_all", objects={"object": 2, "target": 1})
-    assert _point(every, scene) == [0.45, -0.1]             # not the one in the bowl; the nearer of the others
+    assert _point(every, scene) == ([0.45, -0.1], 4)        # not the one in the bowl; the nearer of the others
+    assert _point(every, scene, {4}) == ([0.5, 0.15], 3)    # an earlier attempt failed at 4: the other first
+    assert at(every, {3, 4}) == [0.45, -0.1]                # failed at both: the nearer again
     one = Step("manipulate", "", task="place", objects={"object": 3, "target": 1})
-    assert _point(one, scene) == [0.5, 0.15]
+    assert _point(one, scene) == ([0.5, 0.15], 3)
     scene["gripper"]["holding"] = 3
-    assert _point(one, scene) == [0.5, 0.15]                # fingers closed on it, not yet lifted: still there
+    assert at(one) == [0.5, 0.15]                           # fingers closed on it, not yet lifted: still there
     objects[2]["position"][2] = 0.08
-    assert _point(one, scene) == [0.6, 0.0]                 # lifted: the bowl
-    assert _point(every, scene) == [0.6, 0.0]               # the held one goes first
-    assert _point(Step("manipulate", "", task="pick", objects={"object": 3}), scene) == [0.5, 0.15]
+    assert _point(one, scene) == ([0.6, 0.0], 3)            # lifted: the bowl
+    assert at(every, {3}) == [0.6, 0.0]                     # the held one goes first
+    assert at(Step("manipulate", "", task="pick", objects={"object": 3})) == [0.5, 0.15]
     objects[2]["size"] = objects[4]["size"] = "small"
     # a push: where the fingers end, behind the block once it is past the side line or next to the landmark
-    left = _point(Step("manipulate", "", task="push", objects={"object": 3}, side="left"), scene)
+    left = at(Step("manipulate", "", task="push", objects={"object": 3}, side="left"))
     edge = vocab.footprint("block", "small")
     assert left == pytest.approx([0.5, -0.22 + edge + 0.005 + 0.04])
-    beside = _point(Step("manipulate", "", task="push", objects={"object": 3, "target": 5}), scene)
+    beside = at(Step("manipulate", "", task="push", objects={"object": 3, "target": 5}))
     assert beside == pytest.approx([0.5, (2 * edge + 0.012) + edge + 0.012 + 0.04])
-    assert _point(Step("manipulate", "", task="push", objects={"object": 3}), scene) is None  # nowhere to go
+    assert _point(Step("manipulate", "", task="push", objects={"object": 3}), scene) == (None, None)  # nowhere
     scene["gripper"]["holding"] = None
     for o in objects[2:4]:
         o["in"] = 1
-    assert _point(every, scene) is None                     # all in: the pointer chooses alone
-    assert _point(Step("manipulate", "", task="reach", objects={"object": 9}), scene) is None
+    assert _point(every, scene) == (None, None)             # all in: the pointer chooses alone
+    assert at(Step("manipulate", "", task="reach", objects={"object": 9})) is None
 
 
 def test_pointing_picks_which_look_alike_the_shipped_policy_goes_for():
