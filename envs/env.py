@@ -216,12 +216,18 @@ class VLAEnv(gym.Env):
         empty = self.gripper_empty()
         if np.linalg.norm(delta) <= tolerance and abs(dyaw) <= 0.05 and not empty:
             return None
-        if delta[2] > 0.03:                       # still low: rise before moving across
+        low = delta[2] > 0.03                      # still low: rise before moving across
+        if low:
             delta[:2] = 0.0
         grip = 1.0 if robot.closed and not empty else 0.0
         if self.control == "ee":
-            return np.r_[np.clip(delta, ACTION_LOW[:3], ACTION_HIGH[:3]),
-                         np.clip(dyaw, ACTION_LOW[3], ACTION_HIGH[3]), grip].astype(np.float32)
+            # an action moves the commanded target, which the arm follows a step late: steps towards home from the
+            # measured pose would overshoot it and swing the wrist ever wider (1 rad after 60 steps, seen)
+            step, turn = home - robot.target_pos, home_yaw - robot.target_yaw
+            if low:
+                step[:2] = 0.0
+            return np.r_[np.clip(step, ACTION_LOW[:3], ACTION_HIGH[:3]),
+                         np.clip(turn, ACTION_LOW[3], ACTION_HIGH[3]), grip].astype(np.float32)
         step = np.clip(delta, ACTION_LOW[:3], ACTION_HIGH[:3])
         target = np.clip(pos + step, rb.WS_LOW, rb.WS_HIGH)
         turn = float(np.clip(yaw + np.clip(dyaw, ACTION_LOW[3], ACTION_HIGH[3]), -rb.YAW_LIMIT, rb.YAW_LIMIT))

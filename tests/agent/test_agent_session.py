@@ -221,6 +221,26 @@ def test_home_action_keeps_the_grip_and_rises_before_moving_across():
     env.close()
 
 
+@pytest.mark.parametrize("turn", [0.3, -0.3])
+def test_home_action_turns_the_gripper_back_without_oscillating(turn):
+    """The wrist lags its target: steps taken from the measured yaw overshoot and swing ever wider (they once left
+    the arm 1.1 rad off after 60 steps, a start no demo has)."""
+    env = make_env("pick", image_size=0)
+    env.reset(seed=0)
+    u = env.unwrapped
+    robot = u.world.robot
+    for _ in range(6):                                      # turned to the yaw limit while moving down and aside
+        env.step(np.array([0.0, 0.03, -0.04, turn, 0.0], dtype=np.float32))
+    assert abs(robot.ee_pose()[1]) > 1.0
+    for taken in range(40):
+        if (action := u.home_action()) is None:
+            break
+        env.step(action)
+    assert action is None, f"not home after {taken + 1} steps: yaw {robot.ee_pose()[1]:.2f}"
+    assert abs(robot.ee_pose()[1] - robot.home[1]) <= 0.05
+    env.close()
+
+
 def test_home_action_opens_a_gripper_closed_on_nothing():
     """After a push the gripper is shut on nothing; every demo starts open, so going home opens it."""
     env = make_env("push", image_size=0)
