@@ -216,21 +216,20 @@ class VLAEnv(gym.Env):
         empty = self.gripper_empty()
         if np.linalg.norm(delta) <= tolerance and abs(dyaw) <= 0.05 and not empty:
             return None
-        low = delta[2] > 0.03                      # still low: rise before moving across
-        if low:
-            delta[:2] = 0.0
         grip = 1.0 if robot.closed and not empty else 0.0
-        if self.control == "ee":
-            # an action moves the commanded target, which the arm follows a step late: steps towards home from the
-            # measured pose overshot it and swung the wrist ever wider (4 of 20 random arms 1-3 rad off after 60)
-            step, turn = home - robot.target_pos, home_yaw - robot.target_yaw
-            if low:
-                step[:2] = 0.0
+        # an end-effector action moves the commanded target, which the arm follows a step late: steps towards home
+        # from the measured pose overshot it and swung the wrist ever wider (4 of 20 random arms 1-3 rad off after
+        # 60 steps); joint targets are solved from the measured pose
+        ee = self.control == "ee"
+        step, turn = (home - robot.target_pos, home_yaw - robot.target_yaw) if ee else (delta, dyaw)
+        if delta[2] > 0.03:                       # still low: rise before moving across
+            step[:2] = 0.0
+        if ee:
             return np.r_[np.clip(step, ACTION_LOW[:3], ACTION_HIGH[:3]),
                          np.clip(turn, ACTION_LOW[3], ACTION_HIGH[3]), grip].astype(np.float32)
-        step = np.clip(delta, ACTION_LOW[:3], ACTION_HIGH[:3])
+        step = np.clip(step, ACTION_LOW[:3], ACTION_HIGH[:3])
         target = np.clip(pos + step, rb.WS_LOW, rb.WS_HIGH)
-        turn = float(np.clip(yaw + np.clip(dyaw, ACTION_LOW[3], ACTION_HIGH[3]), -rb.YAW_LIMIT, rb.YAW_LIMIT))
+        turn = float(np.clip(yaw + np.clip(turn, ACTION_LOW[3], ACTION_HIGH[3]), -rb.YAW_LIMIT, rb.YAW_LIMIT))
         return np.r_[robot.solve_ik(target, turn), grip].astype(np.float32)
 
     def _obs(self) -> dict:
