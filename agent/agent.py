@@ -18,7 +18,7 @@ from vla import VLAError
 from vla.agent.planner.canonical import object_phrase, rephrase
 from vla.agent.planner.steps import Step
 from vla.envs.tasks import push
-from vla.envs.vocab import footprint
+from vla.envs.vocab import footprint, height
 from vla.models.tools import qa_data
 from vla.models.tools.qa_data import CHECK_QUESTIONS
 
@@ -32,6 +32,9 @@ MAX_REGRASPS = 4
 #: a held object whose centre is this high (metres) has been lifted: `_point` then points at its destination
 #: (`vla eval agent --seeds 8`: single commands 82.5 % this way, 73.8 % pointing there as soon as it is held)
 LIFTED_Z = 0.05
+#: the approach guard (`Executor.guard`): an open, empty gripper may not come lower than this above the top of the
+#: object it is to grasp (metres, grasp point) until it is within `GUARD_RADIUS` of its centre on the table
+GUARD_CLEARANCE, GUARD_RADIUS, GUARD_PULL = 0.015, 0.015, 0.01
 
 
 @dataclass
@@ -105,7 +108,7 @@ class Executor:
 
     def __init__(self, env, actor: Actor, tools: Tools, *, retries: int = 1, step_budget: int | None = None,
                  verify: str = "env", on_frame: Callable[[np.ndarray, str], None] | None = None,
-                 home: bool = True, point: bool = True):
+                 home: bool = True, point: bool = True, guard: bool = True):
         if verify not in VERIFY_MODES:
             raise VLAError(f"unknown verification {verify!r}; allowed: {', '.join(VERIFY_MODES)}.")
         if retries < 0 or (step_budget is not None and step_budget < 1):
@@ -116,6 +119,8 @@ class Executor:
         self.home = home
         #: before each chunk, tell the policy's goal pointer which object the step is at (see `_point`)
         self.point = point
+        #: in grasping steps, an empty gripper comes down only over the object to grasp (see `_guarded`)
+        self.guard = guard
         self.on_frame = on_frame or (lambda frame, label: None)
         self.obs: dict | None = None
 
@@ -153,7 +158,10 @@ class Executor:
                 if self.point and self.actor.wants_point():
                     point, aimed = _point(step, self.env.unwrapped.scene_annotation(), passed)
                     self.actor.point(point)
-                obs, _, terminated, truncated, info = self.env.step(self.actor.act(obs))
+                action = self.actor.act(obs)
+                if self.guard and self.actor.policy is not None and step.task in GRASPING:  # not the expert
+                    action = _guarded(action, step, self.env.unwrapped, passed)
+                obs, _, terminated, truncated, info = self.env.step(action)
                 self.obs, env_steps = obs, env_steps + 1
                 self.on_frame(obs["front"], f"{step.instruction} (try {attempts})")
                 if terminated or truncated:
@@ -286,6 +294,36 @@ def _unreachable(step: Step, env) -> str | None:
         if why := env.out_of_reach(obj["position"]):
             return f"{object_phrase(obj, list(objects.values()))} {why}."
     return None
+
+
+def _guarded(action: np.ndarray, step: Step, env, passed=()) -> np.ndarray:
+    """The policy's end-effector action, held while an open, empty gripper is low over the table but not yet over
+    the object it is to grasp (within `GUARD_CLEARANCE` of the object's top, more than `GUARD_RADIUS` from its
+    centre): it comes no lower, and it is pulled towards the object's centre by up to `GUARD_PULL` per step. The
+    policy comes down a few centimetres short and then slides along the table, pushing the object away, a little
+    further with each fumbled grasp until it lies beyond reach (traced on put_all scenes). Holding the descent alone
+    left the policy hovering short of the object until its budget ran out (compound commands, `--seeds 16`: 59.4 %
+    against 67.2 % without the guard); with the pull, 75.0 %. Yaw, gripper and everything after the grasp stay the
+    policy's."""
+    if getattr(env, "control", "ee") != "ee" or env.world.robot.closed:
+        return action
+    scene = env.scene_annotation()
+    if scene.get("gripper", {}).get("holding") is not None:
+        return action
+    target, aimed = _point(step, scene, passed)
+    mover = next((o for o in scene.get("objects", []) if o["id"] == aimed), None)
+    if mover is None or target is None or list(target) != [float(v) for v in mover["position"][:2]]:
+        return action                      # nothing to grasp, or pointing at where it goes
+    grip = np.asarray(scene["gripper"]["position"], dtype=float)
+    low = float(env.world.robot.target_pos[2])    # an action moves the commanded target, which the arm follows
+    top = float(mover["position"][2]) + height(mover["shape"], mover.get("size")) / 2
+    far = float(np.linalg.norm(grip[:2] - np.asarray(mover["position"][:2], dtype=float))) > GUARD_RADIUS
+    if far and low + float(action[2]) < top + GUARD_CLEARANCE:
+        action = np.array(action, dtype=np.float32, copy=True)
+        action[2] = max(float(action[2]), min(0.0, top + GUARD_CLEARANCE - low))
+        offset = np.asarray(mover["position"][:2], dtype=float) - grip[:2]
+        action[:2] += np.clip(offset, -GUARD_PULL, GUARD_PULL)
+    return action
 
 
 def _left_to_put(mover: dict, bowl: int | None, objects: dict, held: int | None) -> list[dict]:

@@ -59,6 +59,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-point", action="store_true",
                         help="let the policy's goal pointer choose its object alone (the agent does not point it at "
                              "the object it grounded)")
+    parser.add_argument("--no-guard", action="store_true",
+                        help="let the policy lower an empty gripper anywhere (no hold on its descent, and no pull, "
+                             "until it is over the object it is to grasp)")
     parser.add_argument("--tasks", default=",".join(SINGLE_TASKS + COMPOUND_TASKS),
                         help="comma-separated tasks whose scenes to command (default: all)")
     parser.add_argument("--tool-weights", action="append", default=[], metavar="TOOL=PATH",
@@ -130,7 +133,7 @@ class _Runner:
         self.actor.env = env
         executor = Executor(env, self.actor, self.tools, retries=self.args.retries, step_budget=self.args.step_budget,
                             home=not self.args.no_home, verify=self.args.verify,
-                            point=not self.args.no_point)
+                            point=not self.args.no_point, guard=not self.args.no_guard)
         session = Session(env, executor, self.planner)
         session.start(obs)
         return session

@@ -41,6 +41,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-point", action="store_true",
                         help="let the policy's goal pointer choose its object alone (the agent does not point it at "
                              "the object it grounded)")
+    parser.add_argument("--no-guard", action="store_true",
+                        help="let the policy lower an empty gripper anywhere (no hold on its descent, and no pull, "
+                             "until it is over the object it is to grasp)")
     parser.add_argument("--image-size", type=int, default=128, help="camera image size in pixels")
     parser.add_argument("--device", default="cpu", help="torch device for the policy and the tools")
     parser.add_argument("--tool-weights", action="append", default=[], metavar="TOOL=PATH",
@@ -102,7 +105,7 @@ def build_session(args, first_command: str | None):
     executor = Executor(env, actor, Tools(device=args.device, weights=weights),
                         retries=args.retries, step_budget=args.step_budget,
                         verify=args.verify, on_frame=on_frame, home=not args.no_home,
-                        point=not args.no_point)
+                        point=not args.no_point, guard=not args.no_guard)
     session = Session(env, executor, planner, recorder=recorder, logger=logger)
     session.start(obs)
     session.scene = scene

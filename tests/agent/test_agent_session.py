@@ -470,3 +470,47 @@ def test_pointing_picks_which_look_alike_the_shipped_policy_goes_for():
             policy.point([float("nan"), 0.0])
     finally:
         env.close()
+
+
+def _drive(env, xyz, steps: int = 40) -> None:
+    """Move the gripper's commanded target to `xyz` with end-effector steps (gripper open) and let it settle."""
+    robot = env.unwrapped.world.robot
+    for _ in range(steps):
+        delta = np.clip(np.asarray(xyz) - robot.target_pos, -0.05, 0.05)
+        env.step(np.r_[delta, 0.0, 0.0].astype(np.float32))
+
+
+def test_the_approach_guard_brings_an_empty_gripper_down_only_once_it_is_over_its_object():
+    from vla.agent.agent import GUARD_CLEARANCE, GUARD_PULL, GUARD_RADIUS, _guarded
+    from vla.agent.planner.steps import Step
+
+    env = make_env("pick", image_size=0)
+    env.reset(seed=0)
+    u = env.unwrapped
+    oid = u.goal.target.oid
+    obj = next(o for o in u.scene_annotation()["objects"] if o["id"] == oid)
+    x, y, z = obj["position"]
+    top = z + vocab.height(obj["shape"], obj.get("size")) / 2
+    pick = Step("manipulate", "", task="pick", objects={"object": oid})
+    down = np.array([0.0, 0.0, -0.05, 0.1, 0.0], dtype=np.float32)
+    _drive(env, [x - 0.045, y, top + 0.03])                  # 4.5 cm short of it, 3 cm above its top
+    guarded = _guarded(down, pick, u)
+    low = u.world.robot.target_pos[2]
+    assert guarded[2] == pytest.approx(top + GUARD_CLEARANCE - low, abs=5e-4)   # down to the clearance, no lower
+    assert guarded[0] == pytest.approx(GUARD_PULL) and guarded[3:].tolist() == down[3:].tolist()  # pulled over it
+    heights = []
+    for _ in range(25):                                       # the policy keeps asking to come straight down
+        grip = np.asarray(u.scene_annotation()["gripper"]["position"])
+        if np.linalg.norm(grip[:2] - [x, y]) > GUARD_RADIUS + 0.005:
+            heights.append(grip[2])
+        env.step(_guarded(down, pick, u))
+    grip = np.asarray(u.scene_annotation()["gripper"]["position"])
+    assert min(heights) > top + GUARD_CLEARANCE - 0.004      # never low while short of it
+    assert np.linalg.norm(grip[:2] - [x, y]) < GUARD_RADIUS and grip[2] < top   # over it, then down beside it
+    assert np.linalg.norm(np.subtract(u.world.position(oid)[:2], [x, y])) < 0.005   # not pushed away
+    _drive(env, [x + 0.005, y, top + 0.03])                  # over it: the policy's action as it is
+    np.testing.assert_array_equal(_guarded(down, pick, u), down)
+    _drive(env, [x - 0.045, y, top + 0.03])
+    push = Step("manipulate", "", task="push", objects={"object": oid}, side="left")
+    np.testing.assert_array_equal(_guarded(down, push, u), down)   # a push comes down beside its object
+    env.close()
