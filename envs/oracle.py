@@ -98,7 +98,7 @@ def push(world: World, oid: int, goal_y: float, exact: bool = False) -> list[Way
     pos = world.position(oid)
     radius = world.spec(oid).footprint()
     sign, end = _push_line(pos[1], radius, goal_y, exact)
-    back = pos[1] - sign * (radius + PUSH_BACK)
+    back = float(push_start(pos[:2], radius, goal_y, exact)[1])
     yaw = np.pi / 2 - 0.05
     return [
         Waypoint(np.array([pos[0], back, 0.1]), yaw, True, tol=0.01),
@@ -106,6 +106,12 @@ def push(world: World, oid: int, goal_y: float, exact: bool = False) -> list[Way
         Waypoint(np.array([pos[0], end, 0.02]), yaw, True, tol=0.006, speed=0.025),
         Waypoint(np.array([pos[0], end - sign * PUSH_RETREAT, 0.1]), yaw, True, tol=0.01),
     ]
+
+
+def push_start(xy, radius: float, goal_y: float, exact: bool = False) -> np.ndarray:
+    """Where `push`'s plan for an object at `xy` (footprint `radius`) brings its fingers down: behind the object."""
+    sign, _ = _push_line(float(xy[1]), radius, goal_y, exact)
+    return np.array([float(xy[0]), float(xy[1]) - sign * (radius + PUSH_BACK)])
 
 
 def push_goal(xy, radius: float, goal_y: float, exact: bool = False) -> np.ndarray:

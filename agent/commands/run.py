@@ -42,8 +42,8 @@ def add_arguments(parser) -> None:
                         help="let the policy's goal pointer choose its object alone (the agent does not point it at "
                              "the object it grounded)")
     parser.add_argument("--no-guard", action="store_true",
-                        help="let the policy lower an empty gripper anywhere (no hold on its descent, and no pull, "
-                             "until it is over the object it is to grasp)")
+                        help="let the policy alone: no approach guards (a grasp not held until over its object, a "
+                             "push not brought down behind it) and no keeping a block for the bowl shut")
     parser.add_argument("--image-size", type=int, default=128, help="camera image size in pixels")
     parser.add_argument("--device", default="cpu", help="torch device for the policy and the tools")
     parser.add_argument("--tool-weights", action="append", default=[], metavar="TOOL=PATH",

@@ -98,3 +98,9 @@ def skill_goal(pos, radius: float, side: str | None = None, landmark=None) -> li
     agent that has grounded the object and the side or landmark points the policy's goal pointer at."""
     goal_y, exact = destination(pos, radius, side, landmark)
     return [float(v) for v in oracle.push_goal(pos[:2], radius, goal_y, exact)]
+
+
+def skill_start(pos, radius: float, side: str | None = None, landmark=None) -> list[float]:
+    """The table point behind the object where the expert's push comes down (see `oracle.push_start`)."""
+    goal_y, exact = destination(pos, radius, side, landmark)
+    return [float(v) for v in oracle.push_start(pos[:2], radius, goal_y, exact)]

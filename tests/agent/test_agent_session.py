@@ -510,7 +510,80 @@ def test_the_approach_guard_brings_an_empty_gripper_down_only_once_it_is_over_it
     assert np.linalg.norm(np.subtract(u.world.position(oid)[:2], [x, y])) < 0.005   # not pushed away
     _drive(env, [x + 0.005, y, top + 0.03])                  # over it: the policy's action as it is
     np.testing.assert_array_equal(_guarded(down, pick, u), down)
-    _drive(env, [x - 0.045, y, top + 0.03])
-    push = Step("manipulate", "", task="push", objects={"object": oid}, side="left")
-    np.testing.assert_array_equal(_guarded(down, push, u), down)   # a push comes down beside its object
+    env.close()
+
+
+def test_the_push_guard_brings_the_fingers_down_behind_the_object_and_then_leaves_the_push_to_the_policy():
+    from vla.agent.agent import GUARD_RADIUS, PUSH_BAND, PUSH_CLEARANCE, PUSH_DOWN, PUSH_Z, _guarded
+    from vla.agent.planner.steps import Step
+    from vla.envs.tasks import push
+
+    env = make_env("push", image_size=0)
+    env.reset(seed=0)
+    u = env.unwrapped
+    oid = u.goal.target.oid
+    objects = {o["id"]: o for o in u.scene_annotation()["objects"]}
+    obj = objects[oid]
+    x, y, z = obj["position"]
+    top = z + vocab.height(obj["shape"], obj.get("size")) / 2
+    landmark = u.goal.landmark
+    step = Step("manipulate", "", task="push", side=u.goal.side,
+                objects={"object": oid, **({"target": landmark.oid} if landmark else {})})
+    where = None if landmark is None else (objects[landmark.oid]["position"],
+                                           vocab.footprint(objects[landmark.oid]["shape"],
+                                                           objects[landmark.oid].get("size")))
+    start = np.asarray(push.skill_start(obj["position"], vocab.footprint(obj["shape"], obj.get("size")), u.goal.side,
+                                        where))
+    assert np.linalg.norm(start - [x, y]) > 0.03                    # behind the object, off its footprint
+    down = np.array([0.0, 0.0, -0.05, 0.0, 1.0], dtype=np.float32)
+    _drive(env, [x, y, 0.3])
+    np.testing.assert_array_equal(_guarded(down, step, u), down)    # high above: the policy's action as it is
+    _drive(env, [x, y, top + PUSH_CLEARANCE + PUSH_BAND / 2])       # over the object, about to come down on it
+    heights = []
+    for _ in range(20):
+        grip = np.asarray(u.scene_annotation()["gripper"]["position"])
+        if np.linalg.norm(grip[:2] - start) > GUARD_RADIUS + 0.005:
+            heights.append(grip[2])
+        env.step(_guarded(down, step, u))
+    grip = np.asarray(u.scene_annotation()["gripper"]["position"])
+    assert heights and min(heights) > top + PUSH_CLEARANCE - 0.005  # never low while away from where pushes start
+    assert np.linalg.norm(grip[:2] - start) < GUARD_RADIUS + 0.005 and grip[2] < PUSH_Z + PUSH_DOWN + 0.005
+    assert np.linalg.norm(np.subtract(u.world.position(oid)[:2], [x, y])) < 0.005   # not touched yet
+    slide = np.array([0.0, 0.02 * np.sign(y - start[1]), -0.001, 0.0, 1.0], dtype=np.float32)
+    np.testing.assert_array_equal(_guarded(slide, step, u), slide)  # down: the push is the policy's
+    unplaced = Step("manipulate", "", task="push", objects={"object": oid})   # neither side nor landmark
+    _drive(env, [x, y, top + PUSH_CLEARANCE + PUSH_BAND / 2])
+    np.testing.assert_array_equal(_guarded(down, unplaced, u), down)
+    env.close()
+
+
+def test_for_all_the_red_blocks_a_lifted_block_is_let_go_only_over_the_bowl():
+    from vla.agent.agent import LIFTED_Z, RELEASE_SLACK, _guarded
+    from vla.agent.planner.steps import Step
+
+    env = make_env("place", image_size=0)
+    env.reset(seed=0)
+    u = env.unwrapped
+    oid, bowl = u.goal.target.oid, u.goal.bowl.oid
+    put_all = Step("manipulate", "", task="put_all", objects={"object": oid, "target": bowl})
+    release = np.array([0.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)
+    pick = Step("manipulate", "", task="pick", objects={"object": oid})
+    place = Step("manipulate", "", task="place", objects={"object": oid, "target": bowl})
+    radius = vocab.footprint("bowl", None) + RELEASE_SLACK
+    verdicts = []                                    # (gripper's distance from the bowl, the guard's gripper command)
+    for _ in range(u.max_steps):
+        scene = u.scene_annotation()
+        held = scene["gripper"]["holding"] == oid and u.world.position(oid)[2] > LIFTED_Z
+        if held:
+            off = np.linalg.norm(np.subtract(scene["gripper"]["position"][:2], u.world.position(bowl)[:2]))
+            verdicts.append((off, float(_guarded(release, put_all, u)[4])))
+            for other in (pick, place):                          # the policy lets go where it likes
+                assert float(_guarded(release, other, u)[4]) == 0.0
+        _, _, terminated, _, _ = env.step(u.oracle_action())
+        if terminated:
+            break
+    far = [grip for off, grip in verdicts if off > radius + 0.002]
+    near = [grip for off, grip in verdicts if off < radius - 0.002]
+    assert far and set(far) == {1.0}                 # carried: an asked-for release keeps the gripper shut
+    assert near and set(near) == {0.0}               # over the bowl: the policy's release as it is
     env.close()
