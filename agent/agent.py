@@ -386,7 +386,7 @@ def _guarded_push(action: np.ndarray, step: Step, env, scene: dict) -> np.ndarra
     action = np.array(action, dtype=np.float32, copy=True)
     action[:2] = np.clip(offset, -PUSH_PULL, PUSH_PULL)
     near = float(np.linalg.norm(offset)) <= GUARD_RADIUS
-    action[2] = max(-PUSH_PULL, PUSH_Z - low) if near else max(-0.05, plane - low)
+    action[2] = max(-PUSH_PULL, PUSH_Z - low) if near else plane - low   # the env clips to its step limit
     return action
 
 

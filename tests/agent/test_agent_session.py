@@ -17,6 +17,13 @@ from vla.envs import make_env, vocab
 pytestmark = pytest.mark.timeout(180)
 
 
+def _fresh(task: str):
+    """A task's scene (seed 0, no camera) and its unwrapped env."""
+    env = make_env(task, image_size=0)
+    env.reset(seed=0)
+    return env, env.unwrapped
+
+
 def make_session(command: str, seed: int = 0, **executor_kw):
     env = make_env("place", image_size=32)
     obs, _ = env.reset(seed=seed, options={"objects": scene_objects(command)})
@@ -247,9 +254,7 @@ def test_home_action_brings_the_arm_home_from_wherever_random_actions_left_it():
 
 def test_home_action_opens_a_gripper_closed_on_nothing():
     """After a push the gripper is shut on nothing; every demo starts open, so going home opens it."""
-    env = make_env("push", image_size=0)
-    env.reset(seed=0)
-    u = env.unwrapped
+    env, u = _fresh("push")
     robot = u.world.robot
     for _ in range(10):                                     # shut the fingers at the start pose
         env.step(np.array([0, 0, 0, 0, 1.0], dtype=np.float32))
@@ -321,9 +326,7 @@ def test_all_the_red_blocks_takes_another_block_first_after_an_attempt_failed_at
 
 
 def test_gripper_empty_reads_fingers_shut_on_nothing_not_on_an_object():
-    env = make_env("pick", image_size=0)
-    env.reset(seed=0)
-    u = env.unwrapped
+    env, u = _fresh("pick")
     assert not u.gripper_empty()                            # open
     for _ in range(60):                                     # the oracle grasps and lifts its object
         env.step(u.oracle_action())
@@ -484,9 +487,7 @@ def test_the_approach_guard_brings_an_empty_gripper_down_only_once_it_is_over_it
     from vla.agent.agent import GUARD_CLEARANCE, GUARD_PULL, GUARD_RADIUS, _guarded
     from vla.agent.planner.steps import Step
 
-    env = make_env("pick", image_size=0)
-    env.reset(seed=0)
-    u = env.unwrapped
+    env, u = _fresh("pick")
     oid = u.goal.target.oid
     obj = next(o for o in u.scene_annotation()["objects"] if o["id"] == oid)
     x, y, z = obj["position"]
@@ -518,9 +519,7 @@ def test_the_push_guard_brings_the_fingers_down_behind_the_object_and_then_leave
     from vla.agent.planner.steps import Step
     from vla.envs.tasks import push
 
-    env = make_env("push", image_size=0)
-    env.reset(seed=0)
-    u = env.unwrapped
+    env, u = _fresh("push")
     oid = u.goal.target.oid
     objects = {o["id"]: o for o in u.scene_annotation()["objects"]}
     obj = objects[oid]
@@ -561,9 +560,7 @@ def test_for_all_the_red_blocks_a_lifted_block_is_let_go_only_over_the_bowl():
     from vla.agent.agent import LIFTED_Z, RELEASE_SLACK, _guarded
     from vla.agent.planner.steps import Step
 
-    env = make_env("place", image_size=0)
-    env.reset(seed=0)
-    u = env.unwrapped
+    env, u = _fresh("place")
     oid, bowl = u.goal.target.oid, u.goal.bowl.oid
     put_all = Step("manipulate", "", task="put_all", objects={"object": oid, "target": bowl})
     release = np.array([0.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)
