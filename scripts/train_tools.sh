@@ -17,7 +17,9 @@
 #              first object stage on, trained with the rest.)
 #   diffusion  latent: its VAE on crops of the train_xl renders (20 min), then the UNet on their latents
 #              (55 min), conditioned on the shipped CLIP's text tower (a frozen copy is saved with it), v-prediction;
-#              then 60 minutes more from that checkpoint, saving an EMA of the weights (decay 0.999)
+#              then 60 minutes more from that checkpoint, saving an EMA of the weights (decay 0.999); then the
+#              VAE's decoder alone (25 min); then 65 minutes more of the UNet (EMA) on captions of only what each
+#              image shows; sampled with DPM-Solver++ (model.sampler=dpm in configs/diffusion/latent.yaml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
@@ -60,7 +62,14 @@ $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm tr
 # the rebalanced questions (models/tools/qa_data.py: _qa_existence, _qa_in, _qa_holding)
 $vla train vlm --preset tiny --out models/weights/vlm init=models/weights/vlm train.minutes=30 train.steps=6500 \
     train.lr=0.0002 train.warmup_steps=20 train.threads=2
-$vla train diffusion --preset latent --out models/weights/diffusion train.threads=2
+# (the UNet's first two stages were trained on captions of every annotated object, hidden ones too)
+$vla train diffusion --preset latent --out models/weights/diffusion train.threads=2 visible_only=false
 $vla train diffusion --preset latent --out models/weights/diffusion init=models/weights/diffusion train.minutes=60 \
+    train.steps=20000 train.lr=0.0003 train.warmup_steps=50 train.threads=2 ema=0.999 visible_only=false
+# the VAE's decoder alone, on the frozen encoder's latents (the UNet stays valid), 25 min
+$vla train diffusion --preset latent --out models/weights/diffusion init=models/weights/diffusion vae_decoder=true \
+    train.steps=0 vae_train.minutes=25 vae_train.steps=100000 vae_train.lr=0.0003 vae_train.warmup_steps=50 \
+    train.threads=2
+$vla train diffusion --preset latent --out models/weights/diffusion init=models/weights/diffusion train.minutes=65 \
     train.steps=20000 train.lr=0.0003 train.warmup_steps=50 train.threads=2 ema=0.999
 $vla eval tools --json

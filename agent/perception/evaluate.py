@@ -146,7 +146,8 @@ def eval_captions(vlm, data: dict, batch: int = 64) -> dict:
 def eval_diffusion(diffusion, vlm, data: dict, n: int = 32, steps: int = 25) -> dict:
     """Generate from held-out canonical captions (of the objects each scene's image shows); an image passes when
     the VQA model answers 'yes' to 'is there a <colour> <shape>?' for every described object. The same judge on
-    the real scenes those captions describe (`real_*`) is the ceiling it can measure. Also images per second."""
+    the real scenes those captions describe (`real_*`) is the ceiling it can measure; for a latent model, on those
+    scenes passed through its VAE (`vae_*`), the ceiling its decoder leaves. Also images per second."""
     anns = [qa_data.seen_only(a, v) for a, v in zip(data["annotations"][:n], visible_sets(data)[:n])]
     prompts = [qa_data.caption(a) for a in anns]
     start = time.time()
@@ -155,8 +156,22 @@ def eval_diffusion(diffusion, vlm, data: dict, n: int = 32, steps: int = 25) -> 
     per_s = len(prompts) / (time.time() - start)
     judged = _judge_objects(vlm, images, anns)
     real = _judge_objects(vlm, data["images"][:n], anns)
+    vae = (None, None)
+    if getattr(diffusion, "vae", None) is not None:
+        vae = _judge_objects(vlm, _through_vae(diffusion, data["images"][:n]), anns)
     return {"attr_acc": judged[0], "object_acc": judged[1], "real_attr_acc": real[0], "real_object_acc": real[1],
-            "images_per_s": per_s, "images": images}
+            "vae_attr_acc": vae[0], "vae_object_acc": vae[1], "images_per_s": per_s, "images": images}
+
+
+def _through_vae(diffusion, images: np.ndarray, batch: int = 32) -> np.ndarray:
+    """uint8 scenes (N, H, W, 3), at the model's size as in training, encoded to its latents and decoded again."""
+    from vla.agent.perception.train_diffusion import downscale
+
+    out = []
+    for s in range(0, len(images), batch):
+        y = diffusion.to_images(diffusion.to_model_space(downscale(images[s:s + batch], diffusion.cfg.image_size)))
+        out.append(((y + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(out)
 
 
 def _judge_objects(vlm, images, anns) -> tuple[float, float]:

@@ -57,6 +57,9 @@ class DiffusionRun:
     clip: str = "models/weights/clip"  # the text encoder the UNet is conditioned on (frozen)
     uncond_prob: float = 0.1           # caption dropped (classifier-free guidance) with this probability
     object_weight: float = 0.0         # extra loss weight on pixels (latents) that show an object (segmentation)
+    # captions name only the objects the image shows (as `vla eval tools` prompts do); false: every annotated
+    # object, also those the arm hides (the shipped UNet's first 115 minutes)
+    visible_only: bool = True
     # Latent models (model.vae_channels): the VAE trains first for vae_train.steps on vae_crop-pixel crops
     # (half of them on an object), L1 with vae_object_weight more on object pixels (+ vae_edge x the L1 of the
     # finite differences) + vae_kl x KL; or comes
@@ -67,6 +70,10 @@ class DiffusionRun:
     vae_kl: float = 1e-6
     vae_edge: float = 0.0
     vae_from: str | None = None
+    # True (with init): train only the VAE's decoder for vae_train, on the frozen encoder's latent means, the
+    # latents the UNet learns and samples (Stable Diffusion's decoder fine-tuning): its latent space, and so the
+    # UNet, stay valid while small objects decode sharper
+    vae_decoder: bool = False
     init: str | None = None            # continue from this diffusion checkpoint (its sizes, text tower and VAE)
     # > 0: the saved UNet is an exponential moving average of the trained one with this decay per step (warmed
     # up as min(ema, (1 + step) / (10 + step))); averaging the last few thousand steps' weights removes their noise

@@ -61,7 +61,7 @@ def evaluate_tools(clip_w: str, vlm_w: str, diffusion_w: str, scenes: str = "hel
         "caps": lambda: ev.eval_captions(vlm, data), "objects": lambda: ev.eval_objects(vlm, data),
         "diff": lambda: (ev.eval_diffusion(diffusion, vlm, data, n=n_diffusion) if n_diffusion > 0 else
                          {"attr_acc": None, "object_acc": None, "real_attr_acc": None, "real_object_acc": None,
-                          "images_per_s": None}),
+                          "vae_attr_acc": None, "vae_object_acc": None, "images_per_s": None}),
         "ms": lambda: latency_ms(data["images"][0], weights),
     }
     res = {}
@@ -87,7 +87,9 @@ def evaluate_tools(clip_w: str, vlm_w: str, diffusion_w: str, scenes: str = "hel
         "caption_recall_with_hidden": caps["recall_with_hidden"], "vlm_objects": res["objects"],
         "diffusion_attr_acc": diff["attr_acc"], "diffusion_object_acc": diff["object_acc"],
         "diffusion_attr_acc_real_scenes": diff["real_attr_acc"], "diffusion_object_acc_real_scenes":
-        diff["real_object_acc"], "diffusion_images_per_s": diff["images_per_s"], "ms_per_call": res["ms"],
+        diff["real_object_acc"], "diffusion_attr_acc_vae": diff["vae_attr_acc"],
+        "diffusion_object_acc_vae": diff["vae_object_acc"],
+        "diffusion_images_per_s": diff["images_per_s"], "ms_per_call": res["ms"],
         "scenes": {"name": scenes, "n": len(data["images"]), "unseen_colors_n": len(unseen["images"])},
     }
 
@@ -119,4 +121,7 @@ def print_report(r: dict) -> None:
               f"(per object {pct(r['diffusion_object_acc'])}; the same judge on the real scenes: "
               f"{pct(r['diffusion_attr_acc_real_scenes'])}, per object {pct(r['diffusion_object_acc_real_scenes'])}); "
               f"{r['diffusion_images_per_s']:.2f} images/s")
+        if r.get("diffusion_attr_acc_vae") is not None:
+            print(f"  the real scenes through its VAE: {pct(r['diffusion_attr_acc_vae'])}, per object "
+                  f"{pct(r['diffusion_object_acc_vae'])} (the ceiling its decoder leaves)")
     print("ms per call: " + ", ".join(f"{k} {v:.1f}" for k, v in r["ms_per_call"].items()))

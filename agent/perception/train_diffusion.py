@@ -3,7 +3,9 @@
 The CLIP text tower (from `run.clip`) is frozen; the caption is dropped to the empty prompt with probability
 `uncond_prob` so sampling can use classifier-free guidance. In pixel space the renders are downscaled to the
 model's size. A latent model first trains its VAE on crops of the renders (or takes it from `vae_from`), encodes
-every scene once, and trains the UNet on those latents. `init` continues a checkpoint (UNet, VAE, text tower).
+every scene once, and trains the UNet on those latents. `init` continues a checkpoint (UNet, VAE, text tower);
+with `vae_decoder` the checkpoint's VAE decoder is fine-tuned first, on its encoder's latents, which stay as they are.
+Captions name the objects the image shows (`visible_only`).
 `object_weight` weighs the UNet's error more where the segmentation shows an object: they are a few pixels of a
 scene, and the judge asks about them.
 """
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 
 from vla import VLAError, project_path
 from vla.agent.perception.runs import DiffusionRun
-from vla.agent.perception.scenes import load_set
+from vla.agent.perception.scenes import load_set, visible_sets
 from vla.models.tools import qa_data
 
 
@@ -34,6 +36,15 @@ def object_masks(seg: np.ndarray, size: int) -> torch.Tensor:
     """Segmentation uint8 (N, H, W) -> float (N, 1, size, size): 1 where any part of the cell shows an object."""
     mask = torch.from_numpy(seg > 0).float()[:, None]
     return F.adaptive_max_pool2d(mask, size)
+
+
+def caption_set(data: dict, visible_only: bool = True) -> list[str]:
+    """The canonical caption of every scene of a loaded set: of the objects its image shows (`visible_only`), or
+    of every annotated one. A caption that names a hidden object teaches that a named object may be missing."""
+    anns = data["annotations"]
+    if visible_only:
+        anns = [qa_data.seen_only(a, v) for a, v in zip(anns, visible_sets(data))]
+    return [qa_data.caption(a) for a in anns]
 
 
 def vae_crops(images: torch.Tensor, masks: torch.Tensor, size: int, n: int, rng: random.Random):
@@ -55,18 +66,23 @@ def vae_crops(images: torch.Tensor, masks: torch.Tensor, size: int, n: int, rng:
     return torch.stack(out_x), torch.stack(out_m)
 
 
-def train_vae(diffusion, run: DiffusionRun, images: torch.Tensor, masks: torch.Tensor) -> dict:
-    """Train the latent model's AutoencoderKL on crops: object-weighted L1 + `vae_kl` x KL."""
+def train_vae(diffusion, run: DiffusionRun, images: torch.Tensor, masks: torch.Tensor, decoder_only=False) -> dict:
+    """Train the latent model's AutoencoderKL on crops: object-weighted L1 + `vae_kl` x KL. `decoder_only`: the
+    encoder is frozen and the decoder learns to decode its latent means (no KL term)."""
     from vla.agent.perception.loop import run_loop
 
     vae, rng = diffusion.vae, random.Random(run.train.seed + 1)
     size = min(run.vae_crop, images.shape[-1])
     vae.train()
+    params = list(vae.parameters())
+    if decoder_only:
+        params = [p for m in (vae.decoder, vae.post_quant_conv) if m is not None for p in m.parameters()]
 
     def step(_):
         x, m = vae_crops(images, masks, size, run.vae_train.batch_size, rng)
-        post = vae.encode(x).latent_dist
-        y = vae.decode(post.sample()).sample
+        with torch.set_grad_enabled(not decoder_only):
+            post = vae.encode(x).latent_dist
+        y = vae.decode(post.mean if decoder_only else post.sample()).sample
         w = 1.0 + run.vae_object_weight * m
         l1 = ((y - x).abs() * w).mean() / w.mean()
         if run.vae_edge:  # L1 between the images' finite differences: keeps the objects' outlines sharp
@@ -76,9 +92,10 @@ def train_vae(diffusion, run: DiffusionRun, images: torch.Tensor, masks: torch.T
                 l1 = l1 + run.vae_edge * (err * dw).mean() / dw.mean() / 2
         kl = post.kl().mean()                                                        # nats per crop
         obj = ((y - x).abs() * m).sum() / (3 * m.sum()).clamp(min=1)
-        return l1 + run.vae_kl * kl, {"l1": l1.detach(), "object_l1": obj.detach(), "kl": kl.detach()}
+        loss = l1 if decoder_only else l1 + run.vae_kl * kl
+        return loss, {"l1": l1.detach(), "object_l1": obj.detach(), "kl": kl.detach()}
 
-    metrics = run_loop(vae.parameters(), step, run.vae_train, title=f"train diffusion VAE ({run.name})")
+    metrics = run_loop(params, step, run.vae_train, title=f"train diffusion VAE ({run.name})")
     vae.eval()
     return metrics
 
@@ -133,14 +150,20 @@ def train_diffusion(run: DiffusionRun, out: str, data_dir=None) -> dict:
         diffusion = new_diffusion(run.model, load_clip(str(clip_path), device=device), device=device)
     if run.vae_from and not diffusion.cfg.latent:
         raise VLAError("vae_from needs a latent model (model.vae_channels).")
+    if run.vae_decoder and not (run.init and diffusion.cfg.latent):
+        raise VLAError("vae_decoder=true fine-tunes the decoder of a trained latent model: give init=CHECKPOINT.")
     data = load_set(run.scenes, workers=run.train.threads, **({"data_dir": data_dir} if data_dir else {}))
     images = downscale(data["images"], run.model.image_size)                             # (N, 3, S, S)
     masks = object_masks(data["seg"], run.model.image_size)                              # (N, 1, S, S)
-    captions = [qa_data.caption(a) for a in data["annotations"]]
+    captions = caption_set(data, run.visible_only)
     metrics: dict = {}
     x0 = images
     if diffusion.cfg.latent:
-        if run.init:
+        if run.vae_decoder:                        # the checkpoint's VAE, its decoder fine-tuned (run.vae_decoder)
+            vae_images, vae_masks = images.to(device), masks.to(device)
+            metrics.update({f"vae_{k}": v for k, v in
+                            train_vae(diffusion, run, vae_images, vae_masks, decoder_only=True).items()})
+        elif run.init:
             pass                                   # the VAE and its latent_scale came with the checkpoint
         elif run.vae_from:
             _take_vae(diffusion, run.vae_from)

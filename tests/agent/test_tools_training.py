@@ -10,7 +10,7 @@ from vla.agent.perception import evaluate as ev
 from vla.agent.perception.runs import load_run
 from vla.agent.perception.scenes import SETS, load_set, object_crops
 from vla.agent.perception.train_clip import train_clip
-from vla.agent.perception.train_diffusion import train_diffusion
+from vla.agent.perception.train_diffusion import caption_set, train_diffusion
 from vla.agent.perception.train_vlm import train_vlm
 from vla.models.tools import get_tool
 
@@ -74,6 +74,7 @@ def test_trained_tools_load_through_the_registry_and_evaluate(trained):
     diff = ev.eval_diffusion(load_diffusion(str(trained / "diffusion")), vlm, data, n=2, steps=1)
     assert diff["images"].shape == (2, 16, 16, 3) and diff["images_per_s"] > 0
     assert all(0 <= diff[k] <= 1 for k in ("attr_acc", "object_acc", "real_attr_acc", "real_object_acc"))
+    assert diff["vae_attr_acc"] is None and diff["vae_object_acc"] is None          # pixel space: no VAE
     run = json.loads((trained / "vlm" / "run.json").read_text())
     assert run["run"]["name"] == "debug" and run["metrics"]["steps"] == 2
     assert run["run"]["model"]["objects"] == 4 and run["metrics"]["centre_loss"] > 0   # trained on true centres
@@ -103,6 +104,13 @@ def test_latent_diffusion_trains_its_vae_then_reuses_it(trained, tmp_path):
     assert first.vae is not None and first.cfg.latent_scale != 1.0
     image = get_tool("generate", weights=str(tmp_path / "a"))(prompt="a red block", steps=2)["image"]
     assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+    from vla.models.vlm import load_vlm
+
+    scored = ev.eval_diffusion(first, load_vlm(str(trained / "vlm")), load_set("debug", data_dir=trained / "data"),
+                               n=2, steps=1)
+    assert 0 <= scored["vae_attr_acc"] <= 1 and 0 <= scored["vae_object_acc"] <= 1   # the scenes through the VAE
+    through = ev._through_vae(first, load_set("debug", data_dir=trained / "data")["images"][:3], batch=2)
+    assert through.shape == (3, 16, 16, 3) and through.dtype == np.uint8
     again = load_run("diffusion", "latent_debug", [f"clip={trained / 'clip'}", f"vae_from={tmp_path / 'a'}"])
     metrics = train_diffusion(again, str(tmp_path / "b"), data_dir=trained / "data")
     assert "vae_steps" not in metrics
@@ -119,6 +127,48 @@ def test_latent_diffusion_trains_its_vae_then_reuses_it(trained, tmp_path):
         assert torch.equal(a, b), k
     bad = load_run("diffusion", "latent_debug", [f"clip={trained / 'clip'}", f"vae_from={trained / 'diffusion'}"])
     with pytest.raises(VLAError, match="is not a latent diffusion checkpoint"):
+        train_diffusion(bad, str(tmp_path / "c"), data_dir=trained / "data")
+
+
+def test_diffusion_captions_name_only_what_the_image_shows(trained):
+    """With visible_only (the default) an object whose pixels the segmentation lacks leaves the caption; without
+    it every annotated object is named."""
+    data = load_set("debug", data_dir=trained / "data")
+    ann, seg = data["annotations"][0], data["seg"][:1].copy()
+    shown = [o for o in ann["objects"] if (seg[0] == o["id"]).sum() >= 5]
+    gone = shown[0]
+    seg[seg == gone["id"]] = 0
+    one = {"images": data["images"][:1], "seg": seg, "annotations": [ann]}
+    words = f"{gone['color']} {gone['shape']}"
+    everything, visible = caption_set(one, visible_only=False)[0], caption_set(one)[0]
+    assert words in everything and words not in visible
+    assert all(f"{o['color']} {o['shape']}" in visible for o in shown[1:])
+
+
+def test_vae_decoder_fine_tuning_keeps_the_encoder_and_the_unet(trained, tmp_path):
+    """vae_decoder=true changes the decoder alone: the encoder, its latent scale and the UNet come back unchanged,
+    so the latents the UNet learnt still mean what they did; without init it is refused."""
+    from vla import VLAError
+    from vla.models.diffusion import load_diffusion
+
+    run = load_run("diffusion", "latent_debug", [f"clip={trained / 'clip'}", "train.steps=0"])
+    train_diffusion(run, str(tmp_path / "a"), data_dir=trained / "data")
+    first = load_diffusion(str(tmp_path / "a"))
+    tune = load_run("diffusion", "latent_debug", [f"init={tmp_path / 'a'}", "vae_decoder=true", "train.steps=0",
+                                                  "vae_train.steps=3", "vae_train.lr=0.01"])
+    metrics = train_diffusion(tune, str(tmp_path / "b"), data_dir=trained / "data")
+    assert metrics["vae_steps"] == 3 and "steps" not in metrics
+    tuned = load_diffusion(str(tmp_path / "b"))
+    assert tuned.cfg.latent_scale == first.cfg.latent_scale
+    before, after = first.vae.state_dict(), tuned.vae.state_dict()
+    for k in before:
+        if not k.startswith(("decoder.", "post_quant_conv.")):
+            assert torch.equal(before[k], after[k]), k
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    for (k, a), b in zip(first.unet.state_dict().items(), tuned.unet.state_dict().values()):
+        assert torch.equal(a, b), k
+    bad = load_run("diffusion", "latent_debug", [f"clip={trained / 'clip'}", "vae_decoder=true"])
+    with pytest.raises(VLAError, match="give init=CHECKPOINT"):
         train_diffusion(bad, str(tmp_path / "c"), data_dir=trained / "data")
 
 

@@ -100,13 +100,21 @@ def test_latent_model_decodes_to_full_size_and_checks_its_checkpoint(tmp_path):
     assert z.shape == (3, 4, 8, 8)
     back = diff.to_images(z)
     assert back.shape == (3, 3, 16, 16) and float(back.abs().max()) <= 1.0
-    assert diff.generate_batch(["a red block"], steps=2).shape == (1, 16, 16, 3)
+    ddim = diff.generate_batch(["a red block"], steps=2)
+    assert ddim.shape == (1, 16, 16, 3)
+    diff.cfg.sampler = "dpm"                                          # DPM-Solver++: same shape, other steps
+    dpm = diff.generate_batch(["a red block"], steps=2)
+    np.testing.assert_array_equal(diff.generate_batch(["a red block"], steps=2), dpm)
+    assert dpm.shape == (1, 16, 16, 3) and not np.array_equal(dpm, ddim)
     diff.save(tmp_path / "d", half=False)
+    assert load_diffusion(str(tmp_path / "d")).cfg.sampler == "dpm"   # the sampler travels with the checkpoint
     config = json.loads((tmp_path / "d" / "config.json").read_text())
     config["model"]["vae_channels"] = [8, 32]
     (tmp_path / "d" / "config.json").write_text(json.dumps(config))
     with pytest.raises(VLAError, match="does not match its config"):
         load_diffusion(str(tmp_path / "d"))
+    with pytest.raises(VLAError, match="sampler must be 'ddim' or 'dpm', got 'euler'"):
+        new_diffusion(dict(vars(cfg), sampler="euler"), new_clip(CLIP, ["a red block"]))
     cfg.image_size = 15
     with pytest.raises(VLAError, match="not divisible"):
         new_diffusion(cfg, new_clip(CLIP, ["a red block"]))
@@ -167,6 +175,7 @@ def test_shipped_model_is_latent_and_draws_the_table():
     scene's tan table below and the white backdrop above (the medians of real renders: (191, 167, 131) / white)."""
     diff = load_diffusion("default")
     assert diff.vae is not None and diff.cfg.image_size == 96 and diff.cfg.latent_scale != 1.0
+    assert diff.cfg.sampler == "dpm"
     a = diff.generate("a red block in a green bowl", seed=1, steps=8)
     np.testing.assert_array_equal(diff.generate("a red block in a green bowl", seed=1, steps=8), a)
     assert a.shape == (96, 96, 3)
