@@ -20,6 +20,9 @@ from vla.models.clip import Clip, ClipConfig, WordTokens, build_clip, text_token
 from vla.models.config import from_dict, to_dict
 
 
+SAMPLERS = ("ddim", "dpm")
+
+
 @dataclass
 class DiffusionConfig:
     image_size: int = 32
@@ -89,13 +92,12 @@ def build_vae(cfg: DiffusionConfig):
 
 
 def make_scheduler(cfg: DiffusionConfig, kind: str = "ddpm"):
-    """The training noise schedule (`kind` "ddpm") or a sampler: "ddim" or "dpm" (DPM-Solver++ multistep)."""
+    """The training noise schedule (`kind` "ddpm") or a sampler of `SAMPLERS`: "ddim" or "dpm" (DPM-Solver++
+    multistep; checked where a config is built)."""
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
     if cfg.prediction_type not in ("epsilon", "v_prediction"):
         raise VLAError(f"diffusion prediction_type must be 'epsilon' or 'v_prediction', got {cfg.prediction_type!r}.")
-    if kind not in ("ddpm", "ddim", "dpm"):
-        raise VLAError(f"diffusion sampler must be 'ddim' or 'dpm', got {kind!r}.")
     if kind == "dpm":
         return DPMSolverMultistepScheduler(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.beta_schedule,
                                            prediction_type=cfg.prediction_type, thresholding=False)
@@ -109,8 +111,8 @@ class Diffusion:
     """UNet (+ VAE when latent) + frozen CLIP text tower + schedulers; `generate(prompt) -> uint8 (S, S, 3)`."""
 
     def __init__(self, cfg: DiffusionConfig, unet, clip: Clip, device: str = "cpu", vae=None):
-        if cfg.sampler not in ("ddim", "dpm"):
-            raise VLAError(f"diffusion sampler must be 'ddim' or 'dpm', got {cfg.sampler!r}.")
+        if cfg.sampler not in SAMPLERS:
+            raise VLAError(f"diffusion sampler must be one of {list(SAMPLERS)}, got {cfg.sampler!r}.")
         self.cfg, self.unet, self.clip, self.device = cfg, unet.to(device), clip, device
         self.vae = vae.to(device) if vae is not None else None
         if cfg.latent and self.vae is None:

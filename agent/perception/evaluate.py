@@ -10,7 +10,7 @@ from collections import Counter
 
 import numpy as np
 
-from vla.agent.perception.scenes import object_crops, visible_sets
+from vla.agent.perception.scenes import object_crops, shown_annotations, visible_sets
 from vla.models.tools import qa_data
 
 SEEN_COLORS = qa_data.COLORS[:8]
@@ -148,7 +148,7 @@ def eval_diffusion(diffusion, vlm, data: dict, n: int = 32, steps: int = 25) -> 
     the VQA model answers 'yes' to 'is there a <colour> <shape>?' for every described object. The same judge on
     the real scenes those captions describe (`real_*`) is the ceiling it can measure; for a latent model, on those
     scenes passed through its VAE (`vae_*`), the ceiling its decoder leaves. Also images per second."""
-    anns = [qa_data.seen_only(a, v) for a, v in zip(data["annotations"][:n], visible_sets(data)[:n])]
+    anns = shown_annotations(data)[:n]
     prompts = [qa_data.caption(a) for a in anns]
     start = time.time()
     images = np.concatenate([diffusion.generate_batch(prompts[i:i + 16], seed=i, steps=steps)

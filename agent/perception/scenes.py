@@ -116,6 +116,14 @@ def visible_sets(data: dict) -> list[set[int]]:
     return [visible_ids(seg, ann) for seg, ann in zip(data["seg"], data["annotations"])]
 
 
+def shown_annotations(data: dict) -> list[dict]:
+    """Per scene of a loaded set, its annotation without the objects its image does not show (`qa_data.seen_only`
+    of `visible_sets`): what a caption or a prompt of that image names."""
+    from vla.models.tools.qa_data import seen_only
+
+    return [seen_only(a, v) for a, v in zip(data["annotations"], visible_sets(data))]
+
+
 def known_set(name: str, sets: dict, kind: str):
     """`sets[name]`, or a VLAError naming the known ones."""
     if name not in sets:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from vla import VLAError, project_path
 from vla.agent.perception.runs import DiffusionRun
-from vla.agent.perception.scenes import load_set, visible_sets
+from vla.agent.perception.scenes import load_set, shown_annotations
 from vla.models.tools import qa_data
 
 
@@ -41,10 +41,7 @@ def object_masks(seg: np.ndarray, size: int) -> torch.Tensor:
 def caption_set(data: dict, visible_only: bool = True) -> list[str]:
     """The canonical caption of every scene of a loaded set: of the objects its image shows (`visible_only`), or
     of every annotated one. A caption that names a hidden object teaches that a named object may be missing."""
-    anns = data["annotations"]
-    if visible_only:
-        anns = [qa_data.seen_only(a, v) for a, v in zip(anns, visible_sets(data))]
-    return [qa_data.caption(a) for a in anns]
+    return [qa_data.caption(a) for a in (shown_annotations(data) if visible_only else data["annotations"])]
 
 
 def vae_crops(images: torch.Tensor, masks: torch.Tensor, size: int, n: int, rng: random.Random):
@@ -159,18 +156,13 @@ def train_diffusion(run: DiffusionRun, out: str, data_dir=None) -> dict:
     metrics: dict = {}
     x0 = images
     if diffusion.cfg.latent:
-        if run.vae_decoder:                        # the checkpoint's VAE, its decoder fine-tuned (run.vae_decoder)
-            vae_images, vae_masks = images.to(device), masks.to(device)
-            metrics.update({f"vae_{k}": v for k, v in
-                            train_vae(diffusion, run, vae_images, vae_masks, decoder_only=True).items()})
-        elif run.init:
-            pass                                   # the VAE and its latent_scale came with the checkpoint
-        elif run.vae_from:
+        if run.vae_decoder or not (run.init or run.vae_from):   # a new VAE, or the checkpoint's decoder tuned
+            trained = train_vae(diffusion, run, images.to(device), masks.to(device), decoder_only=run.vae_decoder)
+            metrics.update({f"vae_{k}": v for k, v in trained.items()})
+            if not run.vae_decoder:
+                diffusion.cfg.latent_scale = latent_scale(diffusion, images)
+        elif not run.init:                         # (with init the VAE and its latent_scale came with the checkpoint)
             _take_vae(diffusion, run.vae_from)
-        else:
-            vae_images, vae_masks = images.to(device), masks.to(device)
-            metrics.update({f"vae_{k}": v for k, v in train_vae(diffusion, run, vae_images, vae_masks).items()})
-            diffusion.cfg.latent_scale = latent_scale(diffusion, images)
         if run.train.steps > 0:
             x0 = torch.cat([diffusion.to_model_space(images[i:i + 64]) for i in range(0, len(images), 64)])
             masks = F.adaptive_max_pool2d(masks, x0.shape[-1])

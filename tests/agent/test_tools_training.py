@@ -106,10 +106,10 @@ def test_latent_diffusion_trains_its_vae_then_reuses_it(trained, tmp_path):
     assert image.shape == (16, 16, 3) and image.dtype == np.uint8
     from vla.models.vlm import load_vlm
 
-    scored = ev.eval_diffusion(first, load_vlm(str(trained / "vlm")), load_set("debug", data_dir=trained / "data"),
-                               n=2, steps=1)
+    scenes = load_set("debug", data_dir=trained / "data")
+    scored = ev.eval_diffusion(first, load_vlm(str(trained / "vlm")), scenes, n=2, steps=1)
     assert 0 <= scored["vae_attr_acc"] <= 1 and 0 <= scored["vae_object_acc"] <= 1   # the scenes through the VAE
-    through = ev._through_vae(first, load_set("debug", data_dir=trained / "data")["images"][:3], batch=2)
+    through = ev._through_vae(first, scenes["images"][:3], batch=2)
     assert through.shape == (3, 16, 16, 3) and through.dtype == np.uint8
     again = load_run("diffusion", "latent_debug", [f"clip={trained / 'clip'}", f"vae_from={tmp_path / 'a'}"])
     metrics = train_diffusion(again, str(tmp_path / "b"), data_dir=trained / "data")

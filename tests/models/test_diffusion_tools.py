@@ -113,7 +113,7 @@ def test_latent_model_decodes_to_full_size_and_checks_its_checkpoint(tmp_path):
     (tmp_path / "d" / "config.json").write_text(json.dumps(config))
     with pytest.raises(VLAError, match="does not match its config"):
         load_diffusion(str(tmp_path / "d"))
-    with pytest.raises(VLAError, match="sampler must be 'ddim' or 'dpm', got 'euler'"):
+    with pytest.raises(VLAError, match=r"sampler must be one of \['ddim', 'dpm'\], got 'euler'"):
         new_diffusion(dict(vars(cfg), sampler="euler"), new_clip(CLIP, ["a red block"]))
     cfg.image_size = 15
     with pytest.raises(VLAError, match="not divisible"):
