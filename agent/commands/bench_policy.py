@@ -2,7 +2,8 @@
 
 For each preset (random weights, the preset's real sizes), or a trained checkpoint with `--policy`: batch-1
 latency per chunk for parallel and autoregressive (KV-cache) decoding, latency per action as `select_action`
-amortises it (chunk / executed actions), batch-32 throughput in actions/s, and training throughput in samples/s.
+amortises it (chunk / executed actions; with `replan: adaptive` one chunk per action, the bound: `vla eval`
+reports the actions per predicted chunk it measured), batch-32 throughput in actions/s, and training throughput in samples/s.
 On CUDA parallel decoding is also replayed from CUDA graphs (models/policy/graphed.py); the headline figures are
 the faster method's (`method`), and both are in the JSON.
 """
@@ -82,6 +83,7 @@ def bench_policy(policy, device: str, repeats: int, compile: bool = False) -> di
     b32 = _median_ms(chunk(32, act.decoding), max(3, repeats // 4), sync)
     own = par if act.decoding == "parallel" else ar
     out = {"device": device, "decoding": act.decoding, "horizon": act.horizon, "execute": act.execute,
+           "replan": act.replan,
            "method": "eager", "ms_per_chunk_parallel": par, "ms_per_chunk_autoregressive": ar,
            "b32_actions_per_s_eager": 32 * act.horizon / (b32 / 1000)}
     if device == "cuda" and act.decoding == "parallel":
@@ -92,7 +94,8 @@ def bench_policy(policy, device: str, repeats: int, compile: bool = False) -> di
         graph = out.get(f"ms_per_chunk_{tag}")
         if graph is not None and graph < own and f"b32_ms_{tag}" in out:
             own, b32, out["method"] = graph, out[f"b32_ms_{tag}"], tag
-    out |= {"ms_per_action": own / act.execute, "ms_per_chunk": own,
+    per_chunk = act.execute if act.replan == "chunk" else 1
+    out |= {"ms_per_action": own / per_chunk, "ms_per_chunk": own,
             "b32_actions_per_s": 32 * act.horizon / (b32 / 1000)}
     out["train_samples_per_s"], out["train_batch"] = _train_rate(policy, device, sync)
     out["params_m"] = sum(p.numel() for p in net.parameters()) / 1e6

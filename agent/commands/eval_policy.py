@@ -24,6 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--execute", type=int, help="actions executed from each predicted chunk (default: the checkpoint's)")
     parser.add_argument("--ensemble", type=float, help="temporal ensembling: predict every step and average the "
                         "live chunks, the one predicted i steps ago weighted exp(-ENSEMBLE*i)")
+    parser.add_argument("--replan", choices=("chunk", "adaptive"),
+                        help="when to predict the next chunk: after --execute actions (chunk), or after every "
+                        "action except through pauses and gripper switches (adaptive); default: the checkpoint's")
     parser.add_argument("--goal", choices=("auto", "own", "oracle"), default=None,
                         help="the goal the grounding token carries: auto (the attached goal pointer's, else the "
                         "grounding head's), own (the head's, ignoring a pointer) or oracle (the scripted expert's: "
@@ -38,12 +41,13 @@ def run(args) -> int:
     summary = evaluate(args.policy, tasks, args.split, args.episodes, args.workers, Path(args.out),
                        EVAL_SEED if args.seed is None else args.seed, args.videos,
                        decoding=args.decoding, execute=args.execute, ensemble=args.ensemble,
-                       goal=args.goal)
+                       goal=args.goal, replan=args.replan)
     width = max(len(t) for t in tasks)
     print(f"policy {summary['policy']}  split {args.split}  {args.episodes} episodes per task")
     for task, pc in summary["per_task"].items():
         print(f"  {task.ljust(width)}  {pc:6.1f} %")
     print(f"  {'mean'.ljust(width)}  {summary['pc_success']:6.1f} %   (eval_info.json under {args.out}/{args.split}/)")
+    print(f"  {summary['actions_per_prediction']:.2f} actions per predicted chunk")
     print("  by reference: " + ", ".join(f"{k} {pc:.1f} %" for k, pc in summary["per_reference"].items()))
     if args.json:
         print(json.dumps(summary))

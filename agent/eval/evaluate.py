@@ -56,6 +56,11 @@ def per_reference(entries: list[dict]) -> dict[str, float]:
     return {k: 100.0 * sum(v) / len(v) for k, v in sorted(kinds.items())}
 
 
+def _actions_per_prediction(entries: list[dict]) -> float:
+    """Steps taken per chunk predicted, over all episodes: `execute` for `replan: chunk`, less when adaptive."""
+    return sum(e["steps"] for e in entries) / max(1, sum(e.get("predictions", 0) for e in entries))
+
+
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
@@ -66,7 +71,7 @@ def _write_json(path: Path, data: dict) -> None:
 def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: int = 1,
              out: Path | None = None, seed: int = EVAL_SEED, videos: int = 2, progress: bool = True,
              decoding: str | None = None, execute: int | None = None, ensemble: float | None = None,
-             goal: str | None = None) -> dict:
+             goal: str | None = None, replan: str | None = None) -> dict:
     """Run `episodes` rollouts per task; returns {"policy", "split", "episodes", "pc_success", "per_task"}."""
     from vla.agent.train.progress import progress_bar
     from vla.envs import SPLITS
@@ -83,10 +88,10 @@ def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: 
     if goal in ("own", "oracle") and not loaded.cfg.model.ground_goal:
         raise VLAError(f"--goal {goal} needs a policy whose grounding token carries a goal (model.ground_goal); "
                        f"{policy!r} has none.")
-    loaded.configure(decoding, execute, ensemble, "given" if goal == "oracle" else goal)
+    loaded.configure(decoding, execute, ensemble, "given" if goal == "oracle" else goal, replan)
     jobs = [job for task in tasks for job in _jobs(policy, task, split, episodes, seed, out, videos,
                                                    decoding=decoding, execute=execute, ensemble=ensemble,
-                                                   goal=goal)]
+                                                   goal=goal, replan=replan)]
     results: dict[str, list[dict]] = {task: [] for task in tasks}
     t0 = {task: time.perf_counter() for task in tasks}
     with progress_bar(progress) as bar:
@@ -104,9 +109,11 @@ def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: 
             _write_json(out / split / task / "eval_info.json", info)
     summary = {"policy": str(policy), "split": split, "episodes": episodes,
                "pc_success": sum(per_task.values()) / len(per_task), "per_task": per_task,
-               "per_reference": per_reference([e for task in tasks for e in results[task]])}
-    if decoding or execute or ensemble or goal not in (None, "auto"):
-        summary["settings"] = {"decoding": decoding, "execute": execute, "ensemble": ensemble, "goal": goal}
+               "per_reference": per_reference([e for task in tasks for e in results[task]]),
+               "actions_per_prediction": _actions_per_prediction([e for task in tasks for e in results[task]])}
+    if decoding or execute or ensemble or replan or goal not in (None, "auto"):
+        summary["settings"] = {"decoding": decoding, "execute": execute, "ensemble": ensemble, "goal": goal,
+                               "replan": replan}
     if out is not None:
         _write_json(out / split / "summary.json", summary)
     return summary

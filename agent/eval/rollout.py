@@ -23,6 +23,7 @@ class EpisodeJob:
     execute: int | None = None    # override how many actions of each chunk are executed
     ensemble: float | None = None  # temporal ensembling decay (0 = off)
     goal: str | None = None       # the grounding token's goal: None/"auto", "own" or "oracle" (diagnostic)
+    replan: str | None = None     # override when the next chunk is predicted ("chunk" | "adaptive")
 
 
 def run_episodes(job: EpisodeJob) -> list[dict]:
@@ -35,7 +36,7 @@ def run_episodes(job: EpisodeJob) -> list[dict]:
     torch.set_num_threads(1)
     policy = load_policy(job.policy, device=job.device)
     policy.configure(decoding=job.decoding, execute=job.execute, ensemble=job.ensemble,
-                     goal="given" if job.goal == "oracle" else job.goal)
+                     goal="given" if job.goal == "oracle" else job.goal, replan=job.replan)
     env = make_env(job.task, job.split, image_size=job.image_size)
     policy.check_action_space(env.action_space)
     results = []
@@ -63,6 +64,7 @@ def _oracle_goal(env) -> np.ndarray:
 def _episode(env, policy, seed: int, index: int, record: bool, job: EpisodeJob) -> dict:
     obs, info = env.reset(seed=seed)
     policy.reset()
+    predictions = policy.predictions
     frames = [obs["front"]] if record else []
     total, best, success, steps, t0 = 0.0, -np.inf, False, 0, time.perf_counter()
     while True:
@@ -79,7 +81,7 @@ def _episode(env, policy, seed: int, index: int, record: bool, job: EpisodeJob) 
     entry = {"episode_ix": index, "sum_reward": total, "max_reward": best, "success": success, "seed": seed,
              "instruction": str(info.get("instruction", obs["instruction"])), "steps": steps,
              "reference": env.unwrapped.task.reference_kind(env.unwrapped.goal),
-             "time_s": time.perf_counter() - t0}
+             "time_s": time.perf_counter() - t0, "predictions": policy.predictions - predictions}
     if record:
         from vla.agent.eval.video import write_episode_video
 

@@ -12,6 +12,7 @@ from vla.models.vision import VisionConfig
 
 PRESET_DIR = ROOT / "configs" / "policy"
 DECODING = ("parallel", "autoregressive")
+REPLAN = ("chunk", "adaptive")
 GROUND_GOALS = ("", "patch", "pixel")
 
 
@@ -26,6 +27,15 @@ class ActionConfig:
     # Soft targets for the bin tokens: a Gaussian over neighbouring bins with this std (in bins) instead of a
     # one-hot, so the cross-entropy knows bin 30 is nearer 31 than 60 ("HL-Gauss"). 0 = plain one-hot.
     label_sigma: float = 0.0
+    # When to predict the next chunk (inference only): "chunk" after `execute` actions; "adaptive" after every
+    # action (receding horizon: the later slots of a chunk are open loop, and a descent planned 3 steps ahead
+    # ended 1-1.5 cm low, where the fingers drag on the table), except that a chunk whose first action is a
+    # pause (no `pause_dims` move beyond `pause_tol`) or that switches the gripper runs for `execute` actions.
+    # A pause leaves the image as it was, so a policy that plans again after it sees the same input and pauses
+    # again: the demos pause before and after closing, and replanning at every step never closed the gripper.
+    replan: str = "chunk"
+    pause_dims: tuple[int, ...] = (0, 1, 2)
+    pause_tol: float = 0.005
 
 
 @dataclass
@@ -188,6 +198,8 @@ class PolicyConfig:
             raise VLAError(f"unknown decoding {act.decoding!r}; " + did_you_mean(act.decoding, DECODING))
         if not 1 <= act.execute <= act.horizon:
             raise VLAError(f"model.action.execute must be between 1 and horizon={act.horizon} (got {act.execute}).")
+        if act.replan not in REPLAN:
+            raise VLAError(f"unknown model.action.replan {act.replan!r}; " + did_you_mean(act.replan, REPLAN))
         if self.train.batch_size < 1 or self.train.grad_accum < 1:
             raise VLAError("train.batch_size and train.grad_accum must be at least 1.")
         return self

@@ -32,6 +32,7 @@ class VLAPolicy:
         self._last_goal = None         # the goal pointer's last goal (it keeps a choice between look-alikes)
         self._point = None             # a table point the caller says the goal is at (see `point`)
         self._history: deque = deque()  # (chunk (K, D), steps since it was predicted) under ensembling
+        self.predictions = 0           # chunks `select_action` has predicted (never reset: callers take differences)
 
     @classmethod
     def create(cls, cfg: PolicyConfig, stats: dict, sentences: list[str]) -> "VLAPolicy":
@@ -80,8 +81,12 @@ class VLAPolicy:
         return self.net.goal_pointer is not None and self.goal == "auto"
 
     def configure(self, decoding: str | None = None, execute: int | None = None,
-                  ensemble: float | None = None, goal: str | None = None) -> "VLAPolicy":
+                  ensemble: float | None = None, goal: str | None = None, replan: str | None = None
+                  ) -> "VLAPolicy":
         """Change inference settings of a loaded policy (None keeps the checkpoint's).
+
+        `replan`: "chunk" (a new chunk after `execute` actions) or "adaptive" (after every action, but a chunk
+        that starts with a pause or switches the gripper runs for `execute` actions; see `ActionConfig.replan`).
 
         `goal`: "auto" (the attached goal pointer's, else the grounding head's own), "own" (the grounding head's
         even with a pointer attached: the policy without it) or "given" (the caller passes one to
@@ -113,6 +118,12 @@ class VLAPolicy:
             if not 1 <= execute <= act.horizon:
                 raise VLAError(f"execute must be between 1 and the chunk length {act.horizon} (got {execute}).")
             act.execute = execute
+        if replan is not None:
+            from vla.models.policy.config import REPLAN
+
+            if replan not in REPLAN:
+                raise VLAError(f"unknown replan {replan!r}; choose {' or '.join(REPLAN)}.")
+            act.replan = replan
         self.reset()
         return self
 
@@ -164,12 +175,24 @@ class VLAPolicy:
             return self._ensembled(obs, goal)
         if not self._queue:
             chunk = self.predict_chunk(obs, goal=goal)
-            self._queue.extend(chunk[: self.cfg.model.action.execute])
+            self.predictions += 1
+            self._queue.extend(chunk[: self.actions_to_take(chunk)])
         return self._queue.popleft()
+
+    def actions_to_take(self, chunk: np.ndarray) -> int:
+        """How many actions of a new chunk (K, D) run before the next prediction (`ActionConfig.replan`)."""
+        act = self.cfg.model.action
+        if act.replan == "chunk":
+            return act.execute
+        grip = list(act.gripper_dims)
+        pause = bool(np.abs(chunk[0, list(act.pause_dims)]).max() <= act.pause_tol)
+        switch = bool((chunk[:, grip] != chunk[:1, grip]).any())
+        return act.execute if pause or switch else 1
 
     def _ensembled(self, obs: dict, goal=None) -> np.ndarray:
         K = self.cfg.model.action.horizon
         self._history.appendleft([self.predict_chunk(obs, goal=goal), 0])
+        self.predictions += 1
         while self._history and self._history[-1][1] >= K:
             self._history.pop()
         preds = np.stack([chunk[age] for chunk, age in self._history])                # newest first

@@ -51,7 +51,9 @@ def test_vla_eval_json_last_line(trained, capsys):
                  "--episodes", "1", "--videos", "0", "--out", str(root / "cli"), "--json"])
     assert code == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(last) == {"policy", "split", "episodes", "pc_success", "per_task", "per_reference"}
+    assert set(last) == {"policy", "split", "episodes", "pc_success", "per_task", "per_reference",
+                         "actions_per_prediction"}
+    assert 1.0 < last["actions_per_prediction"] <= 2.0        # debug: chunks of 2, an episode may end mid-chunk
     assert last["split"] == "unseen_phrasings" and list(last["per_task"]) == ["reach"]
 
 
@@ -70,9 +72,15 @@ def test_eval_can_override_decoding_and_execution(trained, capsys):
                  "--decoding", "autoregressive", "--execute", "1", "--out", str(root / "ar"), "--json"])
     assert code == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert last["settings"] == {"decoding": "autoregressive", "execute": 1, "ensemble": None, "goal": None}
+    assert last["settings"] == {"decoding": "autoregressive", "execute": 1, "ensemble": None, "goal": None,
+                                "replan": None}
+    assert last["actions_per_prediction"] == 1.0
     info = json.loads((root / "ar" / "seen" / "reach" / "eval_info.json").read_text())
-    assert len(info["per_episode"]) == 1
+    assert len(info["per_episode"]) == 1 and info["per_episode"][0]["predictions"] == info["per_episode"][0]["steps"]
+    code = main(["eval", "--policy", str(ckpt), "--task", "reach", "--episodes", "1", "--videos", "0",
+                 "--replan", "adaptive", "--out", str(root / "ad"), "--json"])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and last["settings"]["replan"] == "adaptive" and 1.0 <= last["actions_per_prediction"] <= 2.0
     assert main(["eval", "--policy", str(ckpt), "--task", "reach", "--episodes", "1", "--execute", "9"]) == 2
     assert "execute must be between 1 and the chunk length 2" in capsys.readouterr().err
 

@@ -229,6 +229,34 @@ def test_temporal_ensembling_averages_live_chunks_with_exponential_weights():
             policy.configure(ensemble=bad)
 
 
+def test_adaptive_replanning_predicts_after_each_move_and_runs_through_pauses_and_gripper_switches():
+    policy = tiny_policy(extra=("model.action.horizon=4", "model.action.execute=3"))
+    move = np.array([[0.02, 0.0, -0.03, 0.0, 0.0]] * 4, np.float32)
+    pause = move.copy()
+    pause[0, :3] = [0.004, -0.001, 0.0]                    # within pause_tol on x, y, z
+    switch = move.copy()
+    switch[2:, 4] = 1.0                                   # the gripper closes two steps ahead
+    yaw_only = move.copy()
+    yaw_only[0] = [0.0, 0.0, 0.0, 0.2, 0.0]               # turning in place is a pause of the translation
+    assert [policy.actions_to_take(c) for c in (move, pause, switch, yaw_only)] == [3, 3, 3, 3]
+    policy.configure(replan="adaptive")
+    assert [policy.actions_to_take(c) for c in (move, pause, switch, yaw_only)] == [1, 3, 3, 3]
+    calls = []
+    predict = policy.predict_chunk
+    policy.predict_chunk = lambda o, goal=None: calls.append(1) or predict(o, goal=goal)
+    chunk = predict(obs(0))
+    want = policy.actions_to_take(chunk)
+    for _ in range(want):
+        policy.select_action(obs(0))
+    assert len(calls) == 1
+    policy.select_action(obs(0))
+    assert len(calls) == 2
+    with pytest.raises(VLAError, match="unknown replan 'sometimes'; choose chunk or adaptive"):
+        policy.configure(replan="sometimes")
+    with pytest.raises(VLAError, match="unknown model.action.replan"):
+        load_config("debug", ["model.action.replan=always"])
+
+
 def test_soft_bin_targets_match_one_hot_when_narrow_and_spread_when_wide():
     hard = tiny_policy()
     b = batch(hard)
