@@ -3,7 +3,8 @@
 For each preset (random weights, the preset's real sizes), or a trained checkpoint with `--policy`: batch-1
 latency per chunk for parallel and autoregressive (KV-cache) decoding, latency per action as `select_action`
 amortises it (chunk / executed actions; with `replan: adaptive` one chunk per action, the bound: `vla eval`
-reports the actions per predicted chunk it measured), batch-32 throughput in actions/s, and training throughput in samples/s.
+reports the actions per predicted chunk it measured), batch-32 throughput in actions/s, and training throughput
+in samples/s.
 On CUDA parallel decoding is also replayed from CUDA graphs (models/policy/graphed.py); the headline figures are
 the faster method's (`method`), and both are in the JSON.
 """
