@@ -200,6 +200,9 @@ class PolicyConfig:
             raise VLAError(f"model.action.execute must be between 1 and horizon={act.horizon} (got {act.execute}).")
         if act.replan not in REPLAN:
             raise VLAError(f"unknown model.action.replan {act.replan!r}; " + did_you_mean(act.replan, REPLAN))
+        if not act.pause_dims or any(not 0 <= d < act.dim for d in act.pause_dims) or not act.pause_tol >= 0:
+            raise VLAError(f"model.action.pause_dims must name action dimensions below {act.dim} and pause_tol must "
+                           f"be >= 0 (got {list(act.pause_dims)}, {act.pause_tol}).")
         if self.train.batch_size < 1 or self.train.grad_accum < 1:
             raise VLAError("train.batch_size and train.grad_accum must be at least 1.")
         return self

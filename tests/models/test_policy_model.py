@@ -255,6 +255,8 @@ def test_adaptive_replanning_predicts_after_each_move_and_runs_through_pauses_an
         policy.configure(replan="sometimes")
     with pytest.raises(VLAError, match="unknown model.action.replan"):
         load_config("debug", ["model.action.replan=always"])
+    with pytest.raises(VLAError, match="pause_dims must name action dimensions below 5"):
+        load_config("debug", ["model.action.pause_dims=[0,7]"])
 
 
 def test_soft_bin_targets_match_one_hot_when_narrow_and_spread_when_wide():
