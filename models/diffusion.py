@@ -174,7 +174,7 @@ class Diffusion:
         for t in sched.timesteps:
             eps_u, eps_c = self.unet(torch.cat([x, x]), t, encoder_hidden_states=both).sample.chunk(2)
             x = sched.step(eps_u + guidance * (eps_c - eps_u), t, x).prev_sample
-        return ((self.to_images(x) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        return to_uint8(self.to_images(x))
 
     def generate(self, prompt: str, seed: int = 0, steps: int | None = None) -> np.ndarray:
         return self.generate_batch([prompt], seed, steps)[0]
@@ -189,6 +189,11 @@ class Diffusion:
         config = {"tool": "diffusion", "model": to_dict(self.cfg), "clip": self.clip.config, **(extra or {})}
         return write_checkpoint(path, config=config, state_dict=state, tokenizer=self.clip.tokenizer,
                                 dtype=torch.float16 if half else None)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Float images (B, 3, S, S) in [-1, 1] -> uint8 (B, S, S, 3)."""
+    return ((images + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def new_diffusion(cfg: DiffusionConfig | dict, clip: Clip, device: str = "cpu") -> Diffusion:

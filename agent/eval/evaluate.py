@@ -107,10 +107,10 @@ def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: 
         per_task[task] = info["aggregated"]["pc_success"]
         if out is not None:
             _write_json(out / split / task / "eval_info.json", info)
+    entries = [e for task in tasks for e in results[task]]
     summary = {"policy": str(policy), "split": split, "episodes": episodes,
                "pc_success": sum(per_task.values()) / len(per_task), "per_task": per_task,
-               "per_reference": per_reference([e for task in tasks for e in results[task]]),
-               "actions_per_prediction": _actions_per_prediction([e for task in tasks for e in results[task]])}
+               "per_reference": per_reference(entries), "actions_per_prediction": _actions_per_prediction(entries)}
     if decoding or execute or ensemble or replan or goal not in (None, "auto"):
         summary["settings"] = {"decoding": decoding, "execute": execute, "ensemble": ensemble, "goal": goal,
                                "replan": replan}

@@ -166,12 +166,11 @@ def eval_diffusion(diffusion, vlm, data: dict, n: int = 32, steps: int = 25) -> 
 def _through_vae(diffusion, images: np.ndarray, batch: int = 32) -> np.ndarray:
     """uint8 scenes (N, H, W, 3), at the model's size as in training, encoded to its latents and decoded again."""
     from vla.agent.perception.train_diffusion import downscale
+    from vla.models.diffusion import to_uint8
 
-    out = []
-    for s in range(0, len(images), batch):
-        y = diffusion.to_images(diffusion.to_model_space(downscale(images[s:s + batch], diffusion.cfg.image_size)))
-        out.append(((y + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
-    return np.concatenate(out)
+    size = diffusion.cfg.image_size
+    return np.concatenate([to_uint8(diffusion.to_images(diffusion.to_model_space(downscale(images[s:s + batch], size))))
+                           for s in range(0, len(images), batch)])
 
 
 def _judge_objects(vlm, images, anns) -> tuple[float, float]:

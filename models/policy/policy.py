@@ -15,7 +15,7 @@ from vla import ROOT, VLAError
 from vla.models.checkpoint import read_checkpoint, write_checkpoint
 from vla.models.config import from_dict, to_dict
 from vla.models.llm import build_word_tokenizer, load_tokenizer
-from vla.models.policy.config import PolicyConfig
+from vla.models.policy.config import DECODING, REPLAN, PolicyConfig
 from vla.models.policy.vla import VLANet
 
 DEFAULT_POLICY = ROOT / "models" / "weights" / "policy"
@@ -109,8 +109,6 @@ class VLAPolicy:
                 raise VLAError(f"ensemble must be a finite number >= 0 (got {ensemble}).")
             self.ensemble = float(ensemble)
         if decoding is not None:
-            from vla.models.policy.config import DECODING
-
             if decoding not in DECODING:
                 raise VLAError(f"unknown decoding {decoding!r}; choose {' or '.join(DECODING)}.")
             act.decoding = decoding
@@ -119,8 +117,6 @@ class VLAPolicy:
                 raise VLAError(f"execute must be between 1 and the chunk length {act.horizon} (got {execute}).")
             act.execute = execute
         if replan is not None:
-            from vla.models.policy.config import REPLAN
-
             if replan not in REPLAN:
                 raise VLAError(f"unknown replan {replan!r}; choose {' or '.join(REPLAN)}.")
             act.replan = replan
