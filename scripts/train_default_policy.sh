@@ -49,8 +49,9 @@ $vla train policy --config cpu --out "$run-relations" train.init="$run-v9" $maps
 unet="$maps data.color_aug=0.5 model.ground_relations=true model.ground_peak=3 model.ground_pixel_depth=3 \
     data.reset_scenes=14000 data.reset_arm=0.5 data.reset_share=0.33"
 $vla train policy --config cpu --out "$run-unet" train.init="$run-v10" $unet train.steps=2000 --export "$run-v11"
-# model.action.replan=adaptive is inference only (docs/POLICY.md item 19): v12's export, and so the shipped
-# policy the goal pointer is attached to, plans again after each move
+# model.action.replan=adaptive and model.action.commands=steps are inference only (docs/POLICY.md items 19-20):
+# v12's export, and so the shipped policy the goal pointer is attached to, plans again after each move and
+# follows a chained command one command at a time
 $vla train policy --config cpu --out "$run-grasp" train.init="$run-v11" $unet train.steps=2000 \
-    model.action.replan=adaptive --export "$run-v12"
+    model.action.replan=adaptive model.action.commands=steps --export "$run-v12"
 $vla train goal --out runs/goal/default train.threads=2 --attach "$run-v12" --export models/weights/policy

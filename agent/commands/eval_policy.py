@@ -27,6 +27,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--replan", choices=("chunk", "adaptive"),
                         help="when to predict the next chunk: after --execute actions (chunk), or after every "
                         "action except through pauses and gripper switches (adaptive); default: the checkpoint's")
+    parser.add_argument("--commands", choices=("whole", "steps"),
+                        help="a chained instruction as a whole, or one command at a time, each judged done from "
+                        "the policy's own observations, the arm sent home between them; default: the checkpoint's")
+    parser.add_argument("--hold", choices=("on", "off"),
+                        help="keep a grasp: once the fingers closed on something, reopening away from the goal "
+                        "becomes a short lift (on), or the policy's actions as they are (off); default: the "
+                        "checkpoint's")
     parser.add_argument("--goal", choices=("auto", "own", "oracle"), default=None,
                         help="the goal the grounding token carries: auto (the attached goal pointer's, else the "
                         "grounding head's), own (the head's, ignoring a pointer) or oracle (the scripted expert's: "
@@ -41,7 +48,8 @@ def run(args) -> int:
     summary = evaluate(args.policy, tasks, args.split, args.episodes, args.workers, Path(args.out),
                        EVAL_SEED if args.seed is None else args.seed, args.videos,
                        decoding=args.decoding, execute=args.execute, ensemble=args.ensemble,
-                       goal=args.goal, replan=args.replan)
+                       goal=args.goal, replan=args.replan, commands=args.commands,
+                       hold=None if args.hold is None else args.hold == "on")
     width = max(len(t) for t in tasks)
     print(f"policy {summary['policy']}  split {args.split}  {args.episodes} episodes per task")
     for task, pc in summary["per_task"].items():

@@ -57,8 +57,10 @@ def per_reference(entries: list[dict]) -> dict[str, float]:
 
 
 def _actions_per_prediction(entries: list[dict]) -> float:
-    """Steps taken per chunk predicted, over all episodes: `execute` for `replan: chunk`, less when adaptive."""
-    return sum(e["steps"] for e in entries) / max(1, sum(e.get("predictions", 0) for e in entries))
+    """Policy steps taken per chunk predicted, over all episodes: `execute` for `replan: chunk`, less when
+    adaptive (steps going home between commands are not the policy's)."""
+    steps = sum(e["steps"] - e.get("home_steps", 0) for e in entries)
+    return steps / max(1, sum(e.get("predictions", 0) for e in entries))
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -71,7 +73,8 @@ def _write_json(path: Path, data: dict) -> None:
 def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: int = 1,
              out: Path | None = None, seed: int = EVAL_SEED, videos: int = 2, progress: bool = True,
              decoding: str | None = None, execute: int | None = None, ensemble: float | None = None,
-             goal: str | None = None, replan: str | None = None) -> dict:
+             goal: str | None = None, replan: str | None = None, commands: str | None = None,
+             hold: bool | None = None) -> dict:
     """Run `episodes` rollouts per task; returns {"policy", "split", "episodes", "pc_success", "per_task"}."""
     from vla.agent.train.progress import progress_bar
     from vla.envs import SPLITS
@@ -88,10 +91,10 @@ def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: 
     if goal in ("own", "oracle") and not loaded.cfg.model.ground_goal:
         raise VLAError(f"--goal {goal} needs a policy whose grounding token carries a goal (model.ground_goal); "
                        f"{policy!r} has none.")
-    loaded.configure(decoding, execute, ensemble, "given" if goal == "oracle" else goal, replan)
+    loaded.configure(decoding, execute, ensemble, "given" if goal == "oracle" else goal, replan, commands, hold)
     jobs = [job for task in tasks for job in _jobs(policy, task, split, episodes, seed, out, videos,
                                                    decoding=decoding, execute=execute, ensemble=ensemble,
-                                                   goal=goal, replan=replan)]
+                                                   goal=goal, replan=replan, commands=commands, hold=hold)]
     results: dict[str, list[dict]] = {task: [] for task in tasks}
     t0 = {task: time.perf_counter() for task in tasks}
     with progress_bar(progress) as bar:
@@ -111,9 +114,9 @@ def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: 
     summary = {"policy": str(policy), "split": split, "episodes": episodes,
                "pc_success": sum(per_task.values()) / len(per_task), "per_task": per_task,
                "per_reference": per_reference(entries), "actions_per_prediction": _actions_per_prediction(entries)}
-    if decoding or execute or ensemble or replan or goal not in (None, "auto"):
+    if decoding or execute or ensemble or replan or commands or hold is not None or goal not in (None, "auto"):
         summary["settings"] = {"decoding": decoding, "execute": execute, "ensemble": ensemble, "goal": goal,
-                               "replan": replan}
+                               "replan": replan, "commands": commands, "hold": hold}
     if out is not None:
         _write_json(out / split / "summary.json", summary)
     return summary

@@ -24,6 +24,8 @@ class EpisodeJob:
     ensemble: float | None = None  # temporal ensembling decay (0 = off)
     goal: str | None = None       # the grounding token's goal: None/"auto", "own" or "oracle" (diagnostic)
     replan: str | None = None     # override when the next chunk is predicted ("chunk" | "adaptive")
+    commands: str | None = None   # override how a chained instruction is followed ("whole" | "steps")
+    hold: bool | None = None      # override whether a grasp is kept rather than reopened away from the goal
 
 
 def run_episodes(job: EpisodeJob) -> list[dict]:
@@ -36,7 +38,8 @@ def run_episodes(job: EpisodeJob) -> list[dict]:
     torch.set_num_threads(1)
     policy = load_policy(job.policy, device=job.device)
     policy.configure(decoding=job.decoding, execute=job.execute, ensemble=job.ensemble,
-                     goal="given" if job.goal == "oracle" else job.goal, replan=job.replan)
+                     goal="given" if job.goal == "oracle" else job.goal, replan=job.replan, commands=job.commands,
+                     hold=job.hold)
     env = make_env(job.task, job.split, image_size=job.image_size)
     policy.check_action_space(env.action_space)
     results = []
@@ -82,6 +85,11 @@ def _episode(env, policy, seed: int, index: int, record: bool, job: EpisodeJob) 
              "instruction": str(info.get("instruction", obs["instruction"])), "steps": steps,
              "reference": env.unwrapped.task.reference_kind(env.unwrapped.goal),
              "time_s": time.perf_counter() - t0, "predictions": policy.predictions - predictions}
+    if policy.steps.active:                      # `commands: steps`: the commands, and why each was judged done
+        entry["commands"], entry["commands_done"] = list(policy.steps.commands), list(policy.steps.done)
+        entry["home_steps"] = policy.steps.home_steps
+    if policy.cfg.model.action.hold:             # how often a reopening became a lift
+        entry["lifts"] = policy.hold.total
     if record:
         from vla.agent.eval.video import write_episode_video
 

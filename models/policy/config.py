@@ -13,6 +13,7 @@ from vla.models.vision import VisionConfig
 PRESET_DIR = ROOT / "configs" / "policy"
 DECODING = ("parallel", "autoregressive")
 REPLAN = ("chunk", "adaptive")
+COMMANDS = ("whole", "steps")
 GROUND_GOALS = ("", "patch", "pixel")
 
 
@@ -36,6 +37,13 @@ class ActionConfig:
     replan: str = "chunk"
     pause_dims: tuple[int, ...] = (0, 1, 2)
     pause_tol: float = 0.005
+    # Chained commands ("touch X, then push Y"; inference only): "whole" hands the policy the whole instruction;
+    # "steps" hands it one command at a time, judged done from the policy's own observations and actions, with
+    # the arm driven back to its start pose in between (vla.models.policy.steps, docs/POLICY.md item 20).
+    commands: str = "whole"
+    # Keep a grasp (inference only): once the fingers have closed on something, an action that reopens them away
+    # from the goal becomes a short lift, and the policy plans again (vla.models.policy.hold, docs/POLICY.md 20).
+    hold: bool = False
 
 
 @dataclass
@@ -200,6 +208,8 @@ class PolicyConfig:
             raise VLAError(f"model.action.execute must be between 1 and horizon={act.horizon} (got {act.execute}).")
         if act.replan not in REPLAN:
             raise VLAError(f"unknown model.action.replan {act.replan!r}; " + did_you_mean(act.replan, REPLAN))
+        if act.commands not in COMMANDS:
+            raise VLAError(f"unknown model.action.commands {act.commands!r}; " + did_you_mean(act.commands, COMMANDS))
         if not act.pause_dims or any(not 0 <= d < act.dim for d in act.pause_dims) or not act.pause_tol >= 0:
             raise VLAError(f"model.action.pause_dims must name action dimensions below {act.dim} and pause_tol must "
                            f"be >= 0 (got {list(act.pause_dims)}, {act.pause_tol}).")

@@ -15,7 +15,9 @@ from vla import ROOT, VLAError
 from vla.models.checkpoint import read_checkpoint, write_checkpoint
 from vla.models.config import from_dict, to_dict
 from vla.models.llm import build_word_tokenizer, load_tokenizer
-from vla.models.policy.config import DECODING, REPLAN, PolicyConfig
+from vla.models.policy.config import COMMANDS, DECODING, REPLAN, PolicyConfig
+from vla.models.policy.hold import GraspHold
+from vla.models.policy.steps import CommandSteps
 from vla.models.policy.vla import VLANet
 
 DEFAULT_POLICY = ROOT / "models" / "weights" / "policy"
@@ -33,6 +35,8 @@ class VLAPolicy:
         self._point = None             # a table point the caller says the goal is at (see `point`)
         self._history: deque = deque()  # (chunk (K, D), steps since it was predicted) under ensembling
         self.predictions = 0           # chunks `select_action` has predicted (never reset: callers take differences)
+        self.steps = CommandSteps()    # which command of a chained instruction is current (`commands: steps`)
+        self.hold = GraspHold()        # a grasp kept rather than reopened away from the goal (`hold: true`)
 
     @classmethod
     def create(cls, cfg: PolicyConfig, stats: dict, sentences: list[str]) -> "VLAPolicy":
@@ -54,9 +58,10 @@ class VLAPolicy:
         return self.net(batch, generator)
 
     def reset(self) -> None:
-        self._queue.clear()
-        self._history.clear()
-        self._last_goal = self._point = None
+        self._restart()
+        self._point = None
+        self.steps.reset()
+        self.hold.reset()
 
     def point(self, xy) -> None:
         """Say where the object the goal belongs to lies (a table point in metres; None: let the goal pointer
@@ -81,12 +86,15 @@ class VLAPolicy:
         return self.net.goal_pointer is not None and self.goal == "auto"
 
     def configure(self, decoding: str | None = None, execute: int | None = None,
-                  ensemble: float | None = None, goal: str | None = None, replan: str | None = None
-                  ) -> "VLAPolicy":
+                  ensemble: float | None = None, goal: str | None = None, replan: str | None = None,
+                  commands: str | None = None, hold: bool | None = None) -> "VLAPolicy":
         """Change inference settings of a loaded policy (None keeps the checkpoint's).
 
         `replan`: "chunk" (a new chunk after `execute` actions) or "adaptive" (after every action, but a chunk
         that starts with a pause or switches the gripper runs for `execute` actions; see `ActionConfig.replan`).
+
+        `commands`: "whole" (the instruction as given) or "steps" (a chained instruction one command at a time,
+        see `ActionConfig.commands`). `hold`: keep a grasp rather than reopen away from the goal (`ActionConfig.hold`).
 
         `goal`: "auto" (the attached goal pointer's, else the grounding head's own), "own" (the grounding head's
         even with a pointer attached: the policy without it) or "given" (the caller passes one to
@@ -120,6 +128,12 @@ class VLAPolicy:
             if replan not in REPLAN:
                 raise VLAError(f"unknown replan {replan!r}; choose {' or '.join(REPLAN)}.")
             act.replan = replan
+        if commands is not None:
+            if commands not in COMMANDS:
+                raise VLAError(f"unknown commands {commands!r}; choose {' or '.join(COMMANDS)}.")
+            act.commands = commands
+        if hold is not None:
+            act.hold = bool(hold)
         self.reset()
         return self
 
@@ -166,7 +180,42 @@ class VLAPolicy:
 
     def select_action(self, obs: dict, goal=None) -> np.ndarray:
         """Next action (D,): pops a queue refilled with the first `execute` actions of a new chunk (or, with
-        temporal ensembling, averages the predictions every recent chunk made for this step)."""
+        temporal ensembling, averages the predictions every recent chunk made for this step). With `commands:
+        steps` a chained instruction is followed one command at a time (`CommandSteps`); with `hold` a grasp is
+        kept rather than reopened away from the goal (`GraspHold`)."""
+        act = self.cfg.model.action
+        if act.commands == "steps":
+            if self.steps.text is not None and self.steps.text != str(obs.get("instruction")):
+                self._restart()                      # a new instruction mid-way (a ROS 2 node gets them so)
+            text = self.steps.instruction(obs)
+            if self.steps.homing:
+                home = self.steps.home_action(obs["state"])
+                if home is not None:
+                    return home
+                self._restart()                      # the next command starts afresh
+            obs = {**obs, "instruction": text}
+        if not act.hold and act.commands == "whole":
+            return self._next_action(obs, goal)
+        action = self.hold.pending.pop(0) if self.hold.pending else self._next_action(obs, goal)
+        chosen = goal if self.goal == "given" else self._last_goal
+        if torch.is_tensor(chosen):
+            chosen = chosen.detach().cpu().numpy()
+        if act.hold:
+            action, lifted = self.hold.filter(obs["state"], action, chosen)
+            if lifted:                               # plan afresh once the arm has risen
+                self._queue.clear()
+                self._history.clear()
+        if act.commands == "steps":
+            self.steps.observe(obs["state"], action, chosen)
+        return action
+
+    def _restart(self) -> None:
+        self._queue.clear()
+        self._history.clear()
+        self._last_goal = None
+        self.hold.reset(episode=False)
+
+    def _next_action(self, obs: dict, goal=None) -> np.ndarray:
         if self.ensemble > 0:
             return self._ensembled(obs, goal)
         if not self._queue:

@@ -73,7 +73,7 @@ def test_eval_can_override_decoding_and_execution(trained, capsys):
     assert code == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["settings"] == {"decoding": "autoregressive", "execute": 1, "ensemble": None, "goal": None,
-                                "replan": None}
+                                "replan": None, "commands": None, "hold": None}
     assert last["actions_per_prediction"] == 1.0
     info = json.loads((root / "ar" / "seen" / "reach" / "eval_info.json").read_text())
     assert len(info["per_episode"]) == 1 and info["per_episode"][0]["predictions"] == info["per_episode"][0]["steps"]
@@ -83,6 +83,20 @@ def test_eval_can_override_decoding_and_execution(trained, capsys):
     assert code == 0 and last["settings"]["replan"] == "adaptive" and 1.0 <= last["actions_per_prediction"] <= 2.0
     assert main(["eval", "--policy", str(ckpt), "--task", "reach", "--episodes", "1", "--execute", "9"]) == 2
     assert "execute must be between 1 and the chunk length 2" in capsys.readouterr().err
+
+
+def test_eval_of_a_chain_one_command_at_a_time_records_the_commands_and_lifts(trained, capsys):
+    root, ckpt = trained
+    code = main(["eval", "--policy", str(ckpt), "--task", "chain", "--episodes", "1", "--videos", "0",
+                 "--commands", "steps", "--hold", "on", "--out", str(root / "steps"), "--json"])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and last["settings"]["commands"] == "steps" and last["settings"]["hold"] is True
+    episode = json.loads((root / "steps" / "seen" / "chain" / "eval_info.json").read_text())["per_episode"][0]
+    assert len(episode["commands"]) == 2 and " then " not in episode["commands"][0]
+    assert len(episode["commands_done"]) <= 1 and episode["home_steps"] >= 0 and episode["lifts"] >= 0
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "--policy", str(ckpt), "--task", "chain", "--episodes", "1", "--commands", "all"])
+    assert exit_.value.code == 2 and "invalid choice: 'all'" in capsys.readouterr().err
 
 
 def test_train_cli_stops_early_resumes_and_uses_oracle_labels(trained, capsys):
