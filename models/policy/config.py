@@ -42,7 +42,8 @@ class ActionConfig:
     # the arm driven back to its start pose in between (vla.models.policy.steps, docs/POLICY.md item 20).
     commands: str = "whole"
     # Keep a grasp (inference only): once the fingers have closed on something, an action that reopens them away
-    # from the goal becomes a short lift, and the policy plans again (vla.models.policy.hold, docs/POLICY.md 20).
+    # from the goal becomes a short lift, a release over the goal is followed by a rise with the fingers open, and
+    # the policy plans again (vla.models.policy.hold, docs/POLICY.md item 20).
     hold: bool = False
 
 

@@ -2,12 +2,14 @@
 
 The LM opens again when a closed gripper stays wider than any demo shows it (a block taken a little off its faces,
 or fingers dragged on the table), and then closes, opens and closes in place until the episode ends (docs/POLICY.md
-items 19-20: up to 30 grasps of one block). `GraspHold` (`model.action.hold`, inference only) watches the
-policy's own actions and the measured finger opening: after `closed` steps of a closed command with the fingers
-still apart (on an object, not shut on nothing), an action that opens them is let through only near the goal the
-policy is steering for, and only if that goal lies away from where the grasp began (a release over the
+items 19-20: 34 grasps of one block in 160 steps). `GraspHold` (`model.action.hold`, inference only) watches
+the policy's own actions and the measured finger opening: after `CLOSED` steps of a closed command with the
+fingers still apart (on an object, not shut on nothing), an action that opens them is let through only near the
+goal the policy is steering for, and only if that goal lies away from where the grasp began (a release over the
 destination). Anywhere else the fingers stay closed and the arm rises `LIFT` m per step for `LIFT_STEPS` steps,
 at most `MAX_LIFTS` times per command, and the policy plans afresh from what the camera then shows.
+A release is followed, as the expert's is, by a step still and `RISE_STEPS` steps up with the fingers open: left
+to itself the LM closed again on the block it had just set down and carried it off its base.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ SHUT, APART = 0.01, 0.079     # (m) finger opening: at most this, shut on nothin
 CLOSED = 2                    # closed commands before the fingers count as holding
 NEAR, MOVED = 0.04, 0.06      # (m) a release within NEAR of the goal, a goal at least MOVED from the grasp
 LIFT, LIFT_STEPS, MAX_LIFTS = 0.03, 2, 3
+RISE_STEPS = 3                # after a release: one step still, then this many steps up with the fingers open
 
 
 class GraspHold:
@@ -30,27 +33,32 @@ class GraspHold:
         self.closed = 0                          # consecutive closed commands
         self.grasp_xy: np.ndarray | None = None  # where the hand was when the fingers began to close
         self.lifts = 0
-        self.pending: list[np.ndarray] = []      # the rest of a lift
+        self.pending: list[np.ndarray] = []      # the rest of a lift or of a release
 
     def filter(self, state, action: np.ndarray, goal) -> tuple[np.ndarray, bool]:
         """The action to take instead of `action` (D,) from `state` (12,), steering for `goal` ((x, y) or
-        None); True when a lift began (the caller should plan afresh after it)."""
+        None); True when a lift or a release began (the caller should plan afresh after it)."""
         s = np.asarray(state, dtype=np.float64)
-        lifted = False
+        scripted = False
         held = self.closed >= CLOSED and SHUT < s[4] < APART
-        if held and action[4] < 0.5 and self.lifts < MAX_LIFTS and not self._releasing(s, goal):
-            action = np.array([0.0, 0.0, LIFT, 0.0, 1.0], dtype=np.float32)
-            self.pending = [action.copy() for _ in range(LIFT_STEPS - 1)]
-            self.lifts += 1
-            self.total += 1
-            lifted = True
+        if held and action[4] < 0.5:
+            if self._releasing(s, goal):         # let go over the destination, then rise clear of it
+                self.pending = [np.array([0.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)] + \
+                    [np.array([0.0, 0.0, LIFT, 0.0, 0.0], dtype=np.float32) for _ in range(RISE_STEPS)]
+                scripted = True
+            elif self.lifts < MAX_LIFTS:
+                action = np.array([0.0, 0.0, LIFT, 0.0, 1.0], dtype=np.float32)
+                self.pending = [action.copy() for _ in range(LIFT_STEPS - 1)]
+                self.lifts += 1
+                self.total += 1
+                scripted = True
         if action[4] > 0.5:
             if self.closed == 0:
                 self.grasp_xy = s[:2].copy()
             self.closed += 1
         else:
             self.closed = 0
-        return action, lifted
+        return action, scripted
 
     def _releasing(self, s: np.ndarray, goal) -> bool:
         if goal is None or self.grasp_xy is None:

@@ -201,8 +201,8 @@ class VLAPolicy:
         if torch.is_tensor(chosen):
             chosen = chosen.detach().cpu().numpy()
         if act.hold:
-            action, lifted = self.hold.filter(obs["state"], action, chosen)
-            if lifted:                               # plan afresh once the arm has risen
+            action, scripted = self.hold.filter(obs["state"], action, chosen)
+            if scripted:                             # plan afresh once the arm has risen
                 self._queue.clear()
                 self._history.clear()
         if act.commands == "steps":

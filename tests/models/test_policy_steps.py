@@ -160,13 +160,15 @@ def test_a_reopening_of_a_held_object_away_from_the_goal_becomes_a_lift():
     assert len(hold.pending) == 1 and hold.pending[0][4] == 1.0 and hold.total == 1
 
 
-def test_a_release_over_a_goal_away_from_the_grasp_passes_and_shut_fingers_never_lift():
+def test_a_release_over_a_goal_away_from_the_grasp_passes_then_rises_and_shut_fingers_never_lift():
     hold = GraspHold()
     for _ in range(3):
         hold.filter(state(z=0.02, opening=0.05), act(close=True), None)   # grasped at (0.5, 0)
     over_bowl = state(y=0.2, z=0.1, opening=0.05)
-    action, lifted = hold.filter(over_bowl, act(), np.array([0.5, 0.21]))
-    assert not lifted and action[4] == 0.0
+    action, planned = hold.filter(over_bowl, act(), np.array([0.5, 0.21]))
+    assert planned and action[4] == 0.0 and hold.total == 0                 # let go, then a still step and a rise
+    assert [a[2] > 0 for a in hold.pending] == [False, True, True, True]
+    assert all(a[4] == 0.0 for a in hold.pending)
     hold.reset()
     for _ in range(3):
         hold.filter(state(z=0.02, opening=0.002), act(close=True), None)  # shut on nothing: free to reopen
