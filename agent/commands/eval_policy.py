@@ -21,7 +21,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="first episode seed (default 1000000)")
     parser.add_argument("--decoding", choices=("parallel", "autoregressive"),
                         help="override the checkpoint's action decoding")
-    parser.add_argument("--execute", type=int, help="actions executed from each predicted chunk (default: the checkpoint's)")
+    parser.add_argument("--execute", type=int,
+                        help="actions executed from each predicted chunk (default: the checkpoint's)")
     parser.add_argument("--ensemble", type=float, help="temporal ensembling: predict every step and average the "
                         "live chunks, the one predicted i steps ago weighted exp(-ENSEMBLE*i)")
     parser.add_argument("--replan", choices=("chunk", "adaptive"),

@@ -189,7 +189,9 @@ class VLAPolicy:
                 self._restart()                      # a new instruction mid-way (a ROS 2 node gets them so)
             text = self.steps.instruction(obs)
             if self.steps.homing:
-                home = self.steps.home_action(obs["state"])
+                space = self.stats.get("action_space") or {}
+                home = self.steps.home_action(obs["state"], space.get("low", self.stats["action"]["q01"]),
+                                              space.get("high", self.stats["action"]["q99"]))
                 if home is not None:
                     return home
                 self._restart()                      # the next command starts afresh

@@ -22,11 +22,12 @@ import re
 import numpy as np
 
 from vla import VLAError
+from vla.models.policy.hold import SHUT
 
 #: sequencing words between two commands (hand-written English; the held-out chain phrasings use two of them)
 SPLIT = re.compile(r"\s*(?:,\s*)?(?:;\s*)?\b(?:and then|and afterwards|after that,?|afterwards|then)\b\s*")
 FIRST = re.compile(r"^first\s+")
-OPEN, SHUT, HOLDS = 0.075, 0.01, 0.01   # (m) finger opening: open; shut on nothing; apart on a held object
+OPEN = 0.075                            # (m) finger opening: open (shut on nothing: `hold.SHUT`)
 TOUCH_Z = (0.028, 0.085)                # (m) hand heights of a touch: above grasping, below the approach
 REACH_XY, PAUSE = 0.02, 0.006           # (m) near the goal; a commanded step this small is a pause
 TOUCH_PAUSES = 2                        # consecutive pauses at a touch
@@ -92,7 +93,7 @@ class CommandSteps:
             self.text = str(obs["instruction"])
             self.commands = split_commands(self.text)
             state = np.asarray(obs["state"], dtype=np.float64)
-            self.home = state[[0, 1, 2, 3]].copy()
+            self.home = state[:4].copy()
             self._step_reset()
         return self.current
 
@@ -110,9 +111,9 @@ class CommandSteps:
         if self.released:
             self.settle += opening > OPEN
             done = "released" if self.settle > SETTLE else ""
-        elif self.held and not close and opening > HOLDS:
+        elif self.held and not close and opening > SHUT:
             self.released = True
-        elif close and self.closed and opening > HOLDS:
+        elif close and self.closed and opening > SHUT:
             self.held = True
         elif self.push_run >= PUSH_RUN and (a[2] > 0.02 or not close):
             done = "pushed"
@@ -132,9 +133,11 @@ class CommandSteps:
             self._step_reset()
         return bool(done)
 
-    def home_action(self, state) -> np.ndarray | None:
-        """The next step back to the episode's start pose (rise first, then across, fingers open), or None
-        once there (or after `HOME_STEPS`), which ends the homing."""
+    def home_action(self, state, low, high) -> np.ndarray | None:
+        """The next step back to the episode's start pose (rise first, then across, fingers open), within the
+        action bounds `low`, `high` (D,), or None once there (or after `HOME_STEPS`), which ends the homing.
+        The env's `home_action` does the same from the commanded target; a policy has only the measured pose,
+        hence the gain below 1 (a step late, full steps overshoot)."""
         s = np.asarray(state, dtype=np.float64)
         delta = self.home[:3] - s[:3]
         if np.linalg.norm(delta) <= HOME_TOL or self.homing > HOME_STEPS:
@@ -142,8 +145,10 @@ class CommandSteps:
             return None
         self.homing += 1
         self.home_steps += 1
-        step = np.clip(HOME_GAIN * delta, -0.05, 0.05)
+        action = np.zeros(len(low))
+        action[:3] = HOME_GAIN * delta
         if delta[2] > 0.03:
-            step[:2] = 0.0
-        turn = float(np.clip(HOME_GAIN * (self.home[3] - s[3]), -0.3, 0.3))
-        return np.array([*step, turn, 0.0], dtype=np.float32)
+            action[:2] = 0.0
+        action[3] = HOME_GAIN * (self.home[3] - s[3])
+        action[4] = low[4]                        # fingers open
+        return np.clip(action, low, high).astype(np.float32)

@@ -42,7 +42,8 @@ def test_eval_two_episodes_writes_valid_eval_info(trained):
     kinds = {e["reference"] for e in info["per_episode"]}
     assert kinds <= {"plain", "size", "relation"} and set(summary["per_reference"]) == kinds
     assert sum(summary["per_reference"].values()) >= pc            # each kind's rate is of its own episodes
-    assert len(info["video_paths"]) == 1 and (out / "seen" / "reach" / "videos" / "eval_episode_0.mp4").stat().st_size > 0
+    video = out / "seen" / "reach" / "videos" / "eval_episode_0.mp4"
+    assert len(info["video_paths"]) == 1 and video.stat().st_size > 0
 
 
 def test_vla_eval_json_last_line(trained, capsys):

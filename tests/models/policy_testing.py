@@ -35,7 +35,8 @@ def batch(policy: VLAPolicy, b: int = 3) -> dict:
             "observation.state": torch.randn(b, 12, generator=g), "action": action,
             "action_is_pad": torch.zeros(b, K, dtype=torch.bool), "task": [SENTENCES[i % 2] for i in range(b)],
             # oracle labels (used by presets with model.aux_waypoint / model.grounding, ignored otherwise)
-            "oracle.waypoint": torch.rand(b, 6, generator=g) * 0.2 + 0.4, "oracle.valid": torch.ones(b, dtype=torch.bool),
+            "oracle.waypoint": torch.rand(b, 6, generator=g) * 0.2 + 0.4,
+            "oracle.valid": torch.ones(b, dtype=torch.bool),
             "oracle.pixel": torch.rand(b, 2, generator=g) * 48}
 
 

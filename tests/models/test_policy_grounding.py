@@ -95,7 +95,8 @@ def test_pixel_grounding_finds_the_peak_cell_and_scores_a_gaussian_target():
     uv = torch.tensor([[0.3, 0.8]])                                                 # cell (2, 6)
     peaked = lambda c, r: dict(out, fine_logits=torch.zeros(1, 8, 8).index_put_(  # noqa: E731
         (torch.tensor([0]), torch.tensor([r]), torch.tensor([c])), torch.tensor([8.0])), goal=goal)
-    right, wrong = head.pixel_loss(peaked(2, 6), goal, uv, valid, std), head.pixel_loss(peaked(6, 1), goal, uv, valid, std)
+    right = head.pixel_loss(peaked(2, 6), goal, uv, valid, std)
+    wrong = head.pixel_loss(peaked(6, 1), goal, uv, valid, std)
     assert right[0].item() < wrong[0].item() - 1.0 and right[1].item() == 0.0
     assert torch.isnan(head.pixel_loss(peaked(2, 6), goal, torch.tensor([[1.2, 0.5]]), valid, std)[1])
 

@@ -1,9 +1,10 @@
-"""Chained commands one at a time (`commands: steps`): splitting, when a command is judged done, going home."""
+"""Chained commands one at a time (`commands: steps`: splitting, when a command is judged done, going home) and
+a kept grasp (`hold`: a reopening away from the goal lifted instead, a release followed by a rise)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from policy_testing import obs, tiny_policy
+from policy_testing import STATS, obs, tiny_policy
 
 from vla import VLAError
 from vla.models.policy.config import load_config
@@ -11,6 +12,7 @@ from vla.models.policy.hold import GraspHold
 from vla.models.policy.steps import CommandSteps, split_commands
 
 HOME = [0.45, 0.0, 0.29, 0.0]
+BOUNDS = (np.array(STATS["action_space"]["low"]), np.array(STATS["action_space"]["high"]))
 
 
 def state(x=0.5, y=0.0, z=0.2, opening=0.08) -> np.ndarray:
@@ -110,11 +112,11 @@ def test_a_place_pausing_above_its_object_is_not_a_touch():
 def test_home_rises_before_crossing_and_ends_at_the_start_pose():
     steps = started("touch the red block, then touch the blue block")
     steps.homing = 1
-    low = steps.home_action(state(x=0.6, y=0.2, z=0.05))
+    low = steps.home_action(state(x=0.6, y=0.2, z=0.05), *BOUNDS)
     assert low[0] == low[1] == 0.0 and low[2] > 0 and low[4] == 0.0
-    high = steps.home_action(state(x=0.6, y=0.2, z=0.28))
+    high = steps.home_action(state(x=0.6, y=0.2, z=0.28), *BOUNDS)
     assert high[0] < 0 and high[1] < 0 and np.abs(high[:3]).max() <= 0.05
-    assert steps.home_action(state(*HOME[:3])) is None and steps.homing == 0
+    assert steps.home_action(state(*HOME[:3]), *BOUNDS) is None and steps.homing == 0
 
 
 def test_a_single_command_is_never_split_or_judged():
