@@ -45,6 +45,8 @@ STICK_RADIUS, STICK_SHARE = 0.03, 0.2   # inference: keep the previous choice if
 #: 1 cm of its object, and scenes start with objects 4 cm or more apart, so a nearer one is that object
 POINT_RADIUS = 0.03
 OFFSET_TRUST = 0.02    # ... and its candidate goal when that lies this near it
+#: `predict(exclude=)`: a detection this near a point where the policy set an object down is that object
+EXCLUDE_RADIUS = 0.025
 RAW = 3 + len(SIZES) + 3 + 2 + 2   # per detected object: shape one-hot, size probs, rgb, cell (x, y), table (x, y)
 
 
@@ -116,6 +118,16 @@ def pointed_goal(table: torch.Tensor, goals: torch.Tensor, mask: torch.Tensor, p
     goal = torch.where((goal - centre).norm(dim=-1, keepdim=True) < OFFSET_TRUST, goal, centre)
     near = dist[rows, best][:, None] < radius
     return torch.where(near, goal, torch.full_like(goal, float("nan")))
+
+
+def excluded(logits: torch.Tensor, table: torch.Tensor, points, radius: float = EXCLUDE_RADIUS) -> torch.Tensor:
+    """Pointer logits (B, K) with -inf for the detections (table points (B, K, 2)) within `radius` of any of
+    `points` (E, 2), in the rows where a finite candidate remains (else unchanged)."""
+    points = torch.as_tensor(np.asarray(points, np.float32)).to(table.device).reshape(-1, 2)
+    near = ((table[:, :, None] - points[None, None]).norm(dim=-1) < radius).any(-1)      # (B, K)
+    out = logits.masked_fill(near, float("-inf"))
+    left = torch.isfinite(out).any(-1, keepdim=True)
+    return torch.where(left, out, logits)
 
 
 class RelationalLayer(nn.Module):
@@ -255,7 +267,7 @@ class GoalPointer(nn.Module):
 
     @torch.no_grad()
     def predict(self, images, texts: list[str], state, previous=None, point=None,
-                radius: float = POINT_RADIUS) -> torch.Tensor:
+                radius: float = POINT_RADIUS, exclude=None) -> torch.Tensor:
         """uint8 images (B, H, W, 3), instructions, states (B, 12) -> goals (B, 2) in metres, NaN where nothing
         was detected. Commits to the best object, or, given the `previous` goals (B, 2; NaN: none), to a candidate
         within `STICK_RADIUS` of the previous goal whose probability is at least `STICK_SHARE` of the best's:
@@ -264,11 +276,16 @@ class GoalPointer(nn.Module):
         Given a `point` (B, 2) from a caller that knows which object is meant, the goal is instead that of the
         detected object nearest it within `radius` (`pointed_goal`: the camera says where, the caller which). Where
         no detection is that near, the previous goal is kept if it is, else the point itself is the goal: the
-        camera missed the object (a gray cylinder on the gray table) and the caller knows where it lies."""
+        camera missed the object (a gray cylinder on the gray table) and the caller knows where it lies.
+        `exclude` (E, 2): table points where the policy has set objects down in this command (every row of the
+        batch); a detection within `EXCLUDE_RADIUS` of one is not chosen while another remains ("put all the red
+        blocks": the block just put in the bowl is still red, and the goal near the bowl would stick to it)."""
         rows, mask = self.detect(images)
         ids, slots, rgb = self.encode(texts)
         state = state.float() if torch.is_tensor(state) else torch.as_tensor(np.asarray(state, np.float32))
         logits, goals = self(rows, mask, ids, slots, rgb, state)
+        if exclude is not None and len(exclude):
+            logits = excluded(logits, table_xy(rows), exclude)
         goal = choose(logits, goals, previous)
         if point is not None:
             point = torch.as_tensor(point, dtype=goal.dtype).to(goal.device).reshape(-1, 2)

@@ -20,6 +20,7 @@ CLOSED = 2                    # closed commands before the fingers count as hold
 NEAR, MOVED = 0.04, 0.06      # (m) a release within NEAR of the goal, a goal at least MOVED from the grasp
 LIFT, LIFT_STEPS, MAX_LIFTS = 0.03, 2, 3
 RISE_STEPS = 3                # after a release: one step still, then this many steps up with the fingers open
+LOW, MAX_MISSES = 0.05, 3     # a grasp begun below LOW (m) that shuts on nothing: open while rising LIFT_STEPS
 
 
 class GraspHold:
@@ -29,11 +30,15 @@ class GraspHold:
     def reset(self, episode: bool = True) -> None:
         """Forget the grasp (a new command); `episode` also zeroes `total`."""
         if episode:
-            self.total = 0                       # lifts this episode
+            self.total = self.total_misses = 0   # lifts and missed grasps this episode
         self.closed = 0                          # consecutive closed commands
         self.grasp_xy: np.ndarray | None = None  # where the hand was when the fingers began to close
-        self.lifts = 0
+        self.grasp_z = np.inf
+        self.lifts = self.misses = 0
         self.pending: list[np.ndarray] = []      # the rest of a lift or of a release
+        self.placed: list[np.ndarray] = []       # (x, y) of each release over the goal in this command
+        self.held = False                        # the fingers held something at the last step
+        self.goal = None                         # ... and the goal steered for then
 
     def filter(self, state, action: np.ndarray, goal) -> tuple[np.ndarray, bool]:
         """The action to take instead of `action` (D,) from `state` (12,), steering for `goal` ((x, y) or
@@ -41,10 +46,14 @@ class GraspHold:
         s = np.asarray(state, dtype=np.float64)
         scripted = False
         held = self.closed >= CLOSED and SHUT < s[4] < APART
+        if self.held and not held and s[4] <= SHUT and self._releasing(s, self.goal):
+            self.placed.append(s[:2].astype(np.float32))   # it slipped from the fingers over the destination
+        self.held, self.goal = held, goal
         if held and action[4] < 0.5:
             if self._releasing(s, goal):         # let go over the destination, then rise clear of it
                 self.pending = [np.array([0.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)] + \
                     [np.array([0.0, 0.0, LIFT, 0.0, 0.0], dtype=np.float32) for _ in range(RISE_STEPS)]
+                self.placed.append(s[:2].astype(np.float32))
                 scripted = True
             elif self.lifts < MAX_LIFTS:
                 action = np.array([0.0, 0.0, LIFT, 0.0, 1.0], dtype=np.float32)
@@ -52,13 +61,27 @@ class GraspHold:
                 self.lifts += 1
                 self.total += 1
                 scripted = True
+        missed = self.closed >= CLOSED and s[4] <= SHUT and self.grasp_z < LOW
+        if missed and action[4] < 0.5 and self.misses < MAX_MISSES:
+            # a grasp that shut on nothing: rather than reopen and close again in place (the camera sees the
+            # object under the hand badly), open while rising and look again
+            action = np.array([0.0, 0.0, LIFT, 0.0, 0.0], dtype=np.float32)
+            self.pending = [action.copy() for _ in range(LIFT_STEPS - 1)]
+            self.misses += 1
+            self.total_misses += 1
+            scripted = True
         if action[4] > 0.5:
             if self.closed == 0:
-                self.grasp_xy = s[:2].copy()
+                self.grasp_xy, self.grasp_z = s[:2].copy(), float(s[2])
             self.closed += 1
         else:
             self.closed = 0
         return action, scripted
+
+    def done_with(self) -> list[np.ndarray] | None:
+        """Where this command's objects were set down, while the fingers hold nothing (None otherwise): the goal
+        pointer passes over them for the next grasp (`GoalPointer.predict(exclude=)`)."""
+        return self.placed if self.placed and not self.held else None
 
     def _releasing(self, s: np.ndarray, goal) -> bool:
         if goal is None or self.grasp_xy is None:

@@ -166,8 +166,9 @@ class VLAPolicy:
         given = None if goal is None or self.goal != "given" else \
             torch.as_tensor(np.asarray(goal, np.float32)).reshape(1, 2)
         if given is None and self.goal == "auto" and self.net.goal_pointer is not None:
+            exclude = self.hold.done_with() if self.cfg.model.action.hold else None
             given = self.net.goal_pointer.predict(image.to(self.device), texts, state, previous=self._last_goal,
-                                                  point=self._point)
+                                                  point=self._point, exclude=exclude)
             self._last_goal = given
         chunk = self.net.predict_chunk(image.to(self.device), state, texts, decoding, goal=given,
                                        pointer=self.goal == "auto")

@@ -8,7 +8,7 @@ from vla import VLAError
 from vla.agent.train.goal import attach, load_detector, load_pointer, save_pointer, targets
 from vla.envs.camera import project_front, unproject_front
 from vla.envs.vocab import COLORS
-from vla.models.goal import COLOR, UNK, GoalConfig, GoalPointer, RelationalLayer, color_distance
+from vla.models.goal import COLOR, UNK, GoalConfig, GoalPointer, RelationalLayer, color_distance, excluded
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -106,10 +106,27 @@ def test_the_shipped_detector_finds_the_objects_of_a_rendered_scene():
     torch.testing.assert_close(goals[0, mask[0]], table)
     goal = pointer.predict(obs["front"][None], [str(obs["instruction"])], obs["state"][None])
     assert goal.shape == (1, 2) and (goals[0, mask[0]] - goal).norm(dim=-1).min() < 1e-5
+    # a detection where the policy has set an object down is passed over while another remains
+    chosen = int((table - goal).norm(dim=-1).argmin())
+    other = pointer.predict(obs["front"][None], [str(obs["instruction"])], obs["state"][None],
+                            exclude=table[chosen][None].numpy())
+    assert (other - goal).norm() > 0.03 and (goals[0, mask[0]] - other).norm(dim=-1).min() < 1e-5
+    everything = pointer.predict(obs["front"][None], [str(obs["instruction"])], obs["state"][None],
+                                 exclude=table.numpy())
+    torch.testing.assert_close(everything, goal)                                     # none left: as before
     # nothing detected (no peak can pass this threshold): NaN, so the policy falls back to its own grounding
     pointer.detector.threshold = 1.01
     blank = pointer.predict(obs["front"][None], [str(obs["instruction"])], obs["state"][None])
     assert torch.isnan(blank).all()
+
+
+def test_excluded_detections_are_masked_only_while_another_remains():
+    logits = torch.tensor([[2.0, 1.0, float("-inf")], [0.5, 0.1, 0.3]])
+    table = torch.tensor([[[0.5, 0.1], [0.6, -0.1], [0.0, 0.0]], [[0.5, 0.1], [0.52, 0.1], [0.5, 0.12]]])
+    out = excluded(logits, table, np.array([[0.51, 0.1]]))
+    assert torch.isinf(out[0, 0]) and out[0, 1] == 1.0 and out[0].argmax() == 1      # the next object
+    torch.testing.assert_close(out[1], logits[1])                                    # all three within 2.5 cm
+    torch.testing.assert_close(excluded(logits, table, np.zeros((0, 2))), logits)
 
 
 def test_the_pointer_class_is_the_object_at_the_goal_or_else_the_mover():
@@ -173,6 +190,10 @@ def test_a_pointer_round_trips_and_a_policy_carries_it(tmp_path):
     torch.testing.assert_close(policy._last_goal, goal)
     policy.reset()
     assert policy._last_goal is None
+    # with `hold`, an object the policy has set down is passed over for the next grasp
+    policy.configure(hold=True).hold.placed.append(goal[0].numpy())
+    policy.predict_chunk(obs)
+    assert (policy._last_goal - goal).norm() > 0.03
     policy.configure(goal="own").select_action(obs)          # without the pointer: nothing to remember
     assert policy._last_goal is None
 

@@ -171,10 +171,47 @@ def test_a_release_over_a_goal_away_from_the_grasp_passes_then_rises_and_shut_fi
     assert planned and action[4] == 0.0 and hold.total == 0                 # let go, then a still step and a rise
     assert [a[2] > 0 for a in hold.pending] == [False, True, True, True]
     assert all(a[4] == 0.0 for a in hold.pending)
+    assert hold.placed[0].tolist() == pytest.approx([0.5, 0.2])            # where it was set down
+    hold.filter(state(y=0.2, z=0.1, opening=0.08), hold.pending.pop(0), np.array([0.5, 0.21]))
+    assert hold.done_with() is hold.placed                                  # open again: pass over it
     hold.reset()
     for _ in range(3):
-        hold.filter(state(z=0.02, opening=0.002), act(close=True), None)  # shut on nothing: free to reopen
-    assert hold.filter(state(z=0.02, opening=0.002), act(), None)[1] is False
+        hold.filter(state(z=0.1, opening=0.002), act(close=True), None)   # shut on nothing up high (a push)
+    action, planned = hold.filter(state(z=0.1, opening=0.002), act(), None)
+    assert planned is False and action[4] == 0.0 and hold.placed == [] and hold.done_with() is None
+
+
+def test_a_grasp_that_shut_on_nothing_reopens_while_rising_at_most_three_times():
+    hold = GraspHold()
+    rises = 0
+    for _ in range(5):
+        for _ in range(3):
+            hold.filter(state(z=0.02, opening=0.002), act(close=True), None)   # closed low on nothing
+        action, planned = hold.filter(state(z=0.02, opening=0.002), act(), None)
+        assert action[4] == 0.0                                             # reopens either way
+        if planned:
+            assert action[2] > 0 and [a[2] > 0 and a[4] == 0.0 for a in hold.pending] == [True]
+            rises += 1
+        hold.pending.clear()
+    assert rises == 3 and hold.total_misses == 3 and hold.total == 0
+    hold.reset(episode=False)
+    assert hold.misses == 0 and hold.total_misses == 3
+
+
+def test_an_object_that_slips_from_the_fingers_over_the_goal_counts_as_set_down():
+    hold = GraspHold()
+    for _ in range(3):
+        hold.filter(state(z=0.02, opening=0.05), act(close=True), None)   # grasped at (0.5, 0)
+    bowl = np.array([0.5, 0.21])
+    hold.filter(state(y=0.2, z=0.12, opening=0.03), act(close=True), bowl)
+    assert hold.done_with() is None                                         # still holding: the bowl is the goal
+    hold.filter(state(y=0.2, z=0.12, opening=0.004), act(close=True), np.array([0.6, -0.1]))  # it fell out
+    assert len(hold.placed) == 1 and hold.done_with() is hold.placed
+    hold.reset()
+    for _ in range(3):
+        hold.filter(state(z=0.02, opening=0.05), act(close=True), None)
+    hold.filter(state(y=0.02, z=0.05, opening=0.004), act(close=True), bowl)  # fell out on the way: not placed
+    assert hold.placed == [] and hold.done_with() is None
 
 
 def test_at_most_three_lifts_per_command():
