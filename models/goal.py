@@ -124,6 +124,8 @@ def excluded(logits: torch.Tensor, table: torch.Tensor, points, radius: float = 
     """Pointer logits (B, K) with -inf for the detections (table points (B, K, 2)) within `radius` of any of
     `points` (E, 2), in the rows where a finite candidate remains (else unchanged)."""
     points = torch.as_tensor(np.asarray(points, np.float32)).to(table.device).reshape(-1, 2)
+    if not len(points):
+        return logits
     near = ((table[:, :, None] - points[None, None]).norm(dim=-1) < radius).any(-1)      # (B, K)
     out = logits.masked_fill(near, float("-inf"))
     left = torch.isfinite(out).any(-1, keepdim=True)
