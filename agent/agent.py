@@ -80,9 +80,11 @@ class Actor:
                 # the guards below were tuned on chunks of `execute` actions; with the shipped `replan: adaptive`
                 # the agent fell from 95.6 / 89.1 % to 96.9 / 71.9 % (`vla eval agent --seeds 16`, single /
                 # compound: put_all 84.4 -> 62.5, chain 93.8 -> 81.2 %), so it keeps whole chunks; its planner
-                # splits commands itself, and its grasp guard does what the policy's `hold` does
-                self.policy = load_policy(name, device=device).configure(replan="chunk", commands="whole",
-                                                                        hold=False)
+                # splits commands itself, its grasp guard does what the policy's `hold` does, and it points the
+                # policy at a push's end itself
+                policy = load_policy(name, device=device)
+                self.policy = policy.configure(replan="chunk", commands="whole", hold=False,
+                                               push_end=False if policy.net.goal_pointer is not None else None)
             except VLAError as exc:
                 raise VLAError(f"could not load policy {name!r} ({str(exc).rstrip('.')}); "
                                "use --policy oracle for the scripted expert.") from None

@@ -71,6 +71,35 @@ class GoalConfig:
     # "the object under the arm is the goal", true along the oracle's path and self-confirming in a rollout (the
     # policy's own copycat shortcut, docs/POLICY.md item 6); z, yaw and the opening tell whether it holds.
     state_dims: list | None = None
+    # inference: a push's goal is where the expert's push would end (at the named side, or beside the landmark the
+    # pointer finds for that phrase alone; `GoalPointer.push_end`) rather than the mover's learnt offset
+    push_end: bool = False
+
+
+NEXT_TO = re.compile(r"\bnext to\s+(.+?)[\s.]*$")
+SIDE = re.compile(r"\bto the (left|right) side of the table\b")
+
+
+def push_destination(text: str) -> tuple[str, str] | None:
+    """Where a single push command ends: ("side", "left" | "right") for "... to the left side of the table",
+    ("landmark", "the blue bowl") for "... next to the blue bowl"; None for other commands and for a chain of
+    them (those words are the push templates' own, seen and held out alike)."""
+    from vla.models.policy.steps import split_commands
+
+    text = text.lower()
+    if len(split_commands(text)) > 1:
+        return None
+    side, near = SIDE.search(text), NEXT_TO.search(text)
+    return ("side", side.group(1)) if side else ("landmark", near.group(1)) if near else None
+
+
+def footprint(row: torch.Tensor) -> float:
+    """A detected object's radius on the table (m) from its shape and size classes (one object row (RAW,))."""
+    from vla.envs import vocab
+
+    shape = SHAPE_CLASSES[int(row[:len(SHAPE_CLASSES)].argmax())]
+    size = SIZES[int(row[3:3 + len(SIZES)].argmax())] or "small"
+    return vocab.footprint(shape, size if shape == "block" else None)
 
 
 def words(text: str) -> list[str]:
@@ -289,6 +318,8 @@ class GoalPointer(nn.Module):
         if exclude is not None and len(exclude):
             logits = excluded(logits, table_xy(rows), exclude)
         goal = choose(logits, goals, previous)
+        if self.cfg.push_end and point is None:
+            goal = self.push_end(rows, mask, texts, state, logits, goal)
         if point is not None:
             point = torch.as_tensor(point, dtype=goal.dtype).to(goal.device).reshape(-1, 2)
             pointed = pointed_goal(table_xy(rows), goals, mask, point, radius)
@@ -298,6 +329,34 @@ class GoalPointer(nn.Module):
                 pointed = torch.where(pointed.isnan() & near, prev, pointed)
             return torch.where(pointed.isnan(), point, pointed)
         return torch.where(mask.any(-1, keepdim=True), goal, torch.full_like(goal, float("nan")))
+
+    def push_end(self, rows, mask, texts: list[str], state, logits, goal) -> torch.Tensor:
+        """For each push command (`push_destination`): the table point where the expert's push of the chosen
+        object (the mover) would end (`vla.envs.tasks.push.skill_goal`, from the detections' positions and
+        shape/size classes), at the named side or beside the object the pointer chooses for "touch <landmark>";
+        other rows, and a landmark choice that is the mover itself, keep `goal` (B, 2)."""
+        from vla.envs.tasks.push import skill_goal
+
+        where = [push_destination(t) if bool(mask[b].any()) else None for b, t in enumerate(texts)]
+        todo = [b for b, w in enumerate(where) if w is not None and w[0] == "landmark"]
+        near = None
+        if todo:
+            ids, slots, rgb = self.encode([f"touch {where[b][1]}" for b in todo])
+            near = self(rows[todo], mask[todo], ids, slots, rgb, state[todo])[0].argmax(-1).tolist()
+        table, goal = table_xy(rows).cpu().numpy(), goal.clone()
+        for b, w in enumerate(where):
+            if w is None:
+                continue
+            mover = int(logits[b].argmax())
+            pos, radius = table[b, mover], footprint(rows[b, mover])
+            if w[0] == "side":
+                goal[b] = torch.tensor(skill_goal(pos, radius, w[1]), dtype=goal.dtype)
+                continue
+            landmark = near[todo.index(b)]
+            if landmark != mover:
+                goal[b] = torch.tensor(skill_goal(pos, radius, None, (table[b, landmark], footprint(rows[b, landmark]))),
+                                       dtype=goal.dtype)
+        return goal
 
     def loss(self, logits, goals, target_index, target_goal) -> tuple[torch.Tensor, dict]:
         """Cross-entropy on the object nearest the oracle's goal (-1: none near, skipped) plus the smooth-L1 (cm)

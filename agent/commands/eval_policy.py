@@ -35,6 +35,10 @@ def add_arguments(parser) -> None:
                         help="keep a grasp: once the fingers closed on something, reopening away from the goal "
                         "becomes a short lift (on), or the policy's actions as they are (off); default: the "
                         "checkpoint's")
+    parser.add_argument("--push-end", choices=("on", "off"),
+                        help="a push's goal: where the expert's push would end, at the named side or beside the "
+                        "landmark the goal pointer finds (on), or the pointer's learnt offset from the pushed "
+                        "object (off); default: the checkpoint's")
     parser.add_argument("--goal", choices=("auto", "own", "oracle"), default=None,
                         help="the goal the grounding token carries: auto (the attached goal pointer's, else the "
                         "grounding head's), own (the head's, ignoring a pointer) or oracle (the scripted expert's: "
@@ -50,7 +54,8 @@ def run(args) -> int:
                        EVAL_SEED if args.seed is None else args.seed, args.videos,
                        decoding=args.decoding, execute=args.execute, ensemble=args.ensemble,
                        goal=args.goal, replan=args.replan, commands=args.commands,
-                       hold=None if args.hold is None else args.hold == "on")
+                       hold=None if args.hold is None else args.hold == "on",
+                       push_end=None if args.push_end is None else args.push_end == "on")
     width = max(len(t) for t in tasks)
     print(f"policy {summary['policy']}  split {args.split}  {args.episodes} episodes per task")
     for task, pc in summary["per_task"].items():

@@ -74,7 +74,7 @@ def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: 
              out: Path | None = None, seed: int = EVAL_SEED, videos: int = 2, progress: bool = True,
              decoding: str | None = None, execute: int | None = None, ensemble: float | None = None,
              goal: str | None = None, replan: str | None = None, commands: str | None = None,
-             hold: bool | None = None) -> dict:
+             hold: bool | None = None, push_end: bool | None = None) -> dict:
     """Run `episodes` rollouts per task; returns {"policy", "split", "episodes", "pc_success", "per_task"}."""
     from vla.agent.train.progress import progress_bar
     from vla.envs import SPLITS
@@ -91,10 +91,12 @@ def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: 
     if goal in ("own", "oracle") and not loaded.cfg.model.ground_goal:
         raise VLAError(f"--goal {goal} needs a policy whose grounding token carries a goal (model.ground_goal); "
                        f"{policy!r} has none.")
-    loaded.configure(decoding, execute, ensemble, "given" if goal == "oracle" else goal, replan, commands, hold)
+    loaded.configure(decoding, execute, ensemble, "given" if goal == "oracle" else goal, replan, commands, hold,
+                     push_end)
     jobs = [job for task in tasks for job in _jobs(policy, task, split, episodes, seed, out, videos,
                                                    decoding=decoding, execute=execute, ensemble=ensemble,
-                                                   goal=goal, replan=replan, commands=commands, hold=hold)]
+                                                   goal=goal, replan=replan, commands=commands, hold=hold,
+                                                   push_end=push_end)]
     results: dict[str, list[dict]] = {task: [] for task in tasks}
     t0 = {task: time.perf_counter() for task in tasks}
     with progress_bar(progress) as bar:
@@ -114,9 +116,10 @@ def evaluate(policy: str, tasks: list[str], split: str, episodes: int, workers: 
     summary = {"policy": str(policy), "split": split, "episodes": episodes,
                "pc_success": sum(per_task.values()) / len(per_task), "per_task": per_task,
                "per_reference": per_reference(entries), "actions_per_prediction": _actions_per_prediction(entries)}
-    if decoding or execute or ensemble or replan or commands or hold is not None or goal not in (None, "auto"):
+    if decoding or execute or ensemble or replan or commands or hold is not None or push_end is not None or \
+            goal not in (None, "auto"):
         summary["settings"] = {"decoding": decoding, "execute": execute, "ensemble": ensemble, "goal": goal,
-                               "replan": replan, "commands": commands, "hold": hold}
+                               "replan": replan, "commands": commands, "hold": hold, "push_end": push_end}
     if out is not None:
         _write_json(out / split / "summary.json", summary)
     return summary

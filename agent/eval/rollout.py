@@ -26,6 +26,7 @@ class EpisodeJob:
     replan: str | None = None     # override when the next chunk is predicted ("chunk" | "adaptive")
     commands: str | None = None   # override how a chained instruction is followed ("whole" | "steps")
     hold: bool | None = None      # override whether a grasp is kept rather than reopened away from the goal
+    push_end: bool | None = None  # override whether a push's goal is where the expert's push would end
 
 
 def run_episodes(job: EpisodeJob) -> list[dict]:
@@ -39,7 +40,7 @@ def run_episodes(job: EpisodeJob) -> list[dict]:
     policy = load_policy(job.policy, device=job.device)
     policy.configure(decoding=job.decoding, execute=job.execute, ensemble=job.ensemble,
                      goal="given" if job.goal == "oracle" else job.goal, replan=job.replan, commands=job.commands,
-                     hold=job.hold)
+                     hold=job.hold, push_end=job.push_end)
     env = make_env(job.task, job.split, image_size=job.image_size)
     policy.check_action_space(env.action_space)
     results = []

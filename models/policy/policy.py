@@ -87,7 +87,8 @@ class VLAPolicy:
 
     def configure(self, decoding: str | None = None, execute: int | None = None,
                   ensemble: float | None = None, goal: str | None = None, replan: str | None = None,
-                  commands: str | None = None, hold: bool | None = None) -> "VLAPolicy":
+                  commands: str | None = None, hold: bool | None = None,
+                  push_end: bool | None = None) -> "VLAPolicy":
         """Change inference settings of a loaded policy (None keeps the checkpoint's).
 
         `replan`: "chunk" (a new chunk after `execute` actions) or "adaptive" (after every action, but a chunk
@@ -95,6 +96,8 @@ class VLAPolicy:
 
         `commands`: "whole" (the instruction as given) or "steps" (a chained instruction one command at a time,
         see `ActionConfig.commands`). `hold`: keep a grasp rather than reopen away from the goal (`ActionConfig.hold`).
+        `push_end`: the goal pointer gives a push the point where the expert's push would end (`GoalConfig.push_end`;
+        needs an attached pointer).
 
         `goal`: "auto" (the attached goal pointer's, else the grounding head's own), "own" (the grounding head's
         even with a pointer attached: the policy without it) or "given" (the caller passes one to
@@ -134,6 +137,10 @@ class VLAPolicy:
             act.commands = commands
         if hold is not None:
             act.hold = bool(hold)
+        if push_end is not None:
+            if self.net.goal_pointer is None:
+                raise VLAError("push_end needs a policy with an attached goal pointer (vla train goal --attach).")
+            self.net.goal_pointer.cfg.push_end = bool(push_end)
         self.reset()
         return self
 

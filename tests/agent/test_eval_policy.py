@@ -65,6 +65,8 @@ def test_eval_bad_input_is_one_clear_error(trained, capsys):
     assert main(["eval", "--policy", "/no/such/policy", "--task", "reach", "--episodes", "1"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["eval", "--policy", str(ckpt), "--split", "unseen", "--episodes", "1"]) == 2
+    assert main(["eval", "--policy", str(ckpt), "--task", "push", "--episodes", "1", "--push-end", "on"]) == 2
+    assert "push_end needs a policy with an attached goal pointer" in capsys.readouterr().err
 
 
 def test_eval_can_override_decoding_and_execution(trained, capsys):
@@ -74,7 +76,7 @@ def test_eval_can_override_decoding_and_execution(trained, capsys):
     assert code == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["settings"] == {"decoding": "autoregressive", "execute": 1, "ensemble": None, "goal": None,
-                                "replan": None, "commands": None, "hold": None}
+                                "replan": None, "commands": None, "hold": None, "push_end": None}
     assert last["actions_per_prediction"] == 1.0
     info = json.loads((root / "ar" / "seen" / "reach" / "eval_info.json").read_text())
     assert len(info["per_episode"]) == 1 and info["per_episode"][0]["predictions"] == info["per_episode"][0]["steps"]

@@ -8,7 +8,8 @@ from vla import VLAError
 from vla.agent.train.goal import attach, load_detector, load_pointer, save_pointer, targets
 from vla.envs.camera import project_front, unproject_front
 from vla.envs.vocab import COLORS
-from vla.models.goal import COLOR, UNK, GoalConfig, GoalPointer, RelationalLayer, color_distance, excluded
+from vla.models.goal import (COLOR, UNK, GoalConfig, GoalPointer, RelationalLayer, color_distance, excluded,
+                             push_destination)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -127,6 +128,47 @@ def test_excluded_detections_are_masked_only_while_another_remains():
     assert torch.isinf(out[0, 0]) and out[0, 1] == 1.0 and out[0].argmax() == 1      # the next object
     torch.testing.assert_close(out[1], logits[1])                                    # all three within 2.5 cm
     torch.testing.assert_close(excluded(logits, table, np.zeros((0, 2))), logits)
+
+
+def test_push_destinations_are_read_from_every_push_phrasing_and_no_other_command():
+    from vla.envs.tasks import TASKS
+
+    for template in TASKS["push"].TEMPLATES:                                        # seen and held out
+        assert push_destination(template.format(obj="the red block", dest="next to the blue bowl")) == \
+            ("landmark", "the blue bowl")
+        assert push_destination(template.format(obj="the red block", dest="to the left side of the table")) == \
+            ("side", "left")
+    for task in ("reach", "pick", "place", "stack", "put_all"):
+        for template in TASKS[task].TEMPLATES:
+            text = template.format(obj="the red block", top="the red block", base="the blue block",
+                                   bowl="the blue bowl", color="red", target="the blue bowl")
+            assert push_destination(text) is None, text
+    assert push_destination("touch the red block, then push the blue block to the right side of the table") is None
+
+
+@pytest.mark.parametrize("seed", [1_000_003, 1_000_021, 1_000_029])
+def test_a_pushs_goal_is_where_the_experts_push_would_end(seed):
+    from vla.envs import make_env, vocab
+    from vla.envs.tasks.push import skill_goal
+    from vla.models.policy.policy import load_policy
+
+    policy = load_policy("default")
+    env = make_env("push", "seen", image_size=128)
+    obs, _ = env.reset(seed=seed)
+    world, goal = env.unwrapped.world, env.unwrapped.goal
+    spec = world.spec(goal.target.oid)
+    landmark = None if goal.landmark is None else \
+        (world.position(goal.landmark.oid), world.spec(goal.landmark.oid).footprint())
+    expert = np.array(skill_goal(world.position(goal.target.oid), vocab.footprint(spec.shape, spec.size), goal.side,
+                                 landmark))
+    env.close()
+    args = (torch.as_tensor(obs["front"])[None], [str(obs["instruction"])], torch.as_tensor(obs["state"])[None])
+    pointer = policy.net.goal_pointer
+    assert pointer.cfg.push_end                                                      # shipped on
+    ended = pointer.predict(*args)[0].numpy()
+    assert np.linalg.norm(ended - expert) < 0.03, (ended, expert)
+    pointer.cfg.push_end = False                                                     # the learnt offset instead
+    assert np.abs(pointer.predict(*args)[0].numpy() - ended).max() > 1e-3
 
 
 def test_the_pointer_class_is_the_object_at_the_goal_or_else_the_mover():
