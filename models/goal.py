@@ -354,8 +354,8 @@ class GoalPointer(nn.Module):
                 continue
             landmark = near[todo.index(b)]
             if landmark != mover:
-                goal[b] = torch.tensor(skill_goal(pos, radius, None, (table[b, landmark], footprint(rows[b, landmark]))),
-                                       dtype=goal.dtype)
+                other = (table[b, landmark], footprint(rows[b, landmark]))
+                goal[b] = torch.tensor(skill_goal(pos, radius, None, other), dtype=goal.dtype)
         return goal
 
     def loss(self, logits, goals, target_index, target_goal) -> tuple[torch.Tensor, dict]:

@@ -10,6 +10,9 @@ destination). Anywhere else the fingers stay closed and the arm rises `LIFT` m p
 at most `MAX_LIFTS` times per command, and the policy plans afresh from what the camera then shows.
 A release is followed, as the expert's is, by a step still and `RISE_STEPS` steps up with the fingers open: left
 to itself the LM closed again on the block it had just set down and carried it off its base.
+Where objects were set down in this command (`placed`) the goal pointer passes over while the fingers hold nothing
+(`done_with`; "put all the red blocks": the block in the bowl is still red), and a grasp begun low that shut on
+nothing reopens while rising, so that the camera sees the object again (docs/POLICY.md item 21).
 """
 from __future__ import annotations
 
