@@ -315,7 +315,7 @@ class GoalPointer(nn.Module):
         ids, slots, rgb = self.encode(texts)
         state = state.float() if torch.is_tensor(state) else torch.as_tensor(np.asarray(state, np.float32))
         logits, goals = self(rows, mask, ids, slots, rgb, state)
-        if exclude is not None and len(exclude):
+        if exclude is not None:
             logits = excluded(logits, table_xy(rows), exclude)
         goal = choose(logits, goals, previous)
         if self.cfg.push_end and point is None:
